@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Creates the Python environments the recipes run in; safe to run again (an environment whose
+# requirements have not changed is left alone).
+#
+#   .venv/          the launcher and LLaMA-Factory   (requirements.txt -> requirements/llamafactory.txt)
+#   .venvs/swift/   ms-swift                          (requirements/swift.txt)
+#
+# Usage: ./setup.sh [all|llamafactory|swift]        (default: all)
+# PYTHON picks the interpreter (3.11 or newer, default python3). On a machine with an NVIDIA GPU the
+# usual CUDA wheels are installed; without one, the CPU build of torch, and the CUDA-only parts of
+# torchvision / torchaudio (pulled in by LLaMA-Factory, unused for text) are taken out so imports work.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=2.13.0
+WHICH=${1:-all}
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  DEVICE=cuda
+else
+  DEVICE=cpu
+fi
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+install_torch() {  # $1: venv
+  local pip="$1/bin/python -m pip"
+  if [ "$DEVICE" = cuda ]; then
+    $pip install -q "torch==$TORCH_VERSION"
+  elif ! $pip install -q "torch==$TORCH_VERSION+cpu" 2>/dev/null; then
+    $pip install -q --extra-index-url https://download.pytorch.org/whl/cpu "torch==$TORCH_VERSION+cpu"
+  fi
+}
+
+strip_cuda_only_packages() {  # $1: venv. CUDA builds of these fail to import on CPU torch.
+  local py="$1/bin/python"
+  if $py -m pip show -q torchvision >/dev/null 2>&1; then
+    log "CPU machine: removing torchvision (a CUDA build; text training does not use it)"
+    $py -m pip uninstall -q -y torchvision
+  fi
+  # LLaMA-Factory imports torchaudio unconditionally; without its CUDA-only native library the
+  # pure-Python package imports fine.
+  $py - <<'PY'
+import importlib.util, pathlib
+spec = importlib.util.find_spec("torchaudio")
+if spec and spec.submodule_search_locations:
+    for lib in (pathlib.Path(spec.submodule_search_locations[0]) / "lib").glob("*.so"):
+        print(f"[setup] CPU machine: removing torchaudio's CUDA-built {lib.name}")
+        lib.unlink()
+PY
+}
+
+make_env() {  # $1: venv dir, $2: requirements file
+  local venv=$1 req=$2 stamp="$1/.finetune-setup"
+  local want
+  want="$DEVICE $(cat "$req" requirements/*.txt | sha256sum | cut -c1-16)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "$venv is up to date"
+    return
+  fi
+  log "creating $venv from $req ($DEVICE)"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  install_torch "$venv"
+  "$venv/bin/python" -m pip install -q -r "$req"
+  if [ "$DEVICE" = cpu ]; then strip_cuda_only_packages "$venv"; fi
+  echo "$want" > "$stamp"
+  log "$venv ready"
+}
+
+case "$WHICH" in
+  all) make_env .venv requirements.txt; make_env .venvs/swift requirements/swift.txt ;;
+  llamafactory) make_env .venv requirements.txt ;;
+  swift) make_env .venvs/swift requirements/swift.txt ;;
+  *) echo "usage: $0 [all|llamafactory|swift]" >&2; exit 2 ;;
+esac
