@@ -16,6 +16,15 @@ COMMAND_MODULES = (
     "finetune.commands.recipes",
     "finetune.commands.launch",
     "finetune.commands.replica",
+    "finetune.commands.export",
+    "finetune.commands.doctor",
+    "finetune.commands.prepare",
+    "finetune.commands.plan",
+    "finetune.commands.bench",
+    "finetune.commands.tracking",
+    "finetune.commands.check_format",
+    "finetune.commands.serve",
+    "finetune.commands.chat",
 )
 
 

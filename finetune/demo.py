@@ -11,7 +11,9 @@ import shlex
 from pathlib import Path
 
 from finetune.frameworks import get_framework
-from finetune.launch import LaunchRequest, execute, plan_launch
+from finetune.execute import execute
+from finetune.launch import LaunchRequest, plan_launch
+from finetune.overrides import format_override
 from finetune.recipe import resolve_recipe
 from finetune.rundir import OUTPUT_NAME
 
@@ -20,11 +22,11 @@ DEMO_RECIPE = "llamafactory/glm45-air_lora_4xh100"
 
 def demo_request(replica: Path, runs_root: Path, steps: int) -> LaunchRequest:
     recipe = resolve_recipe(DEMO_RECIPE)
-    overrides = get_framework(recipe.framework).cpu_smoke_overrides(steps)
+    overrides = get_framework(recipe.framework).cpu_smoke_overrides(steps, recipe.meta)
     return LaunchRequest(
         recipe=DEMO_RECIPE,
         model=str(replica),
-        overrides=[f"{k}={v}" for k, v in overrides.items()],
+        overrides=[format_override(k, v) for k, v in overrides.items()],
         runs_root=runs_root,
         nnodes=1,
         node_rank=0,

@@ -22,13 +22,22 @@ class Topology:
     def world_size(self) -> int:
         return self.nnodes * self.nproc_per_node
 
-    def torchrun_args(self) -> list[str]:
+    def torchrun_args(self, *, rdzv_id: str, join_timeout: float, max_restarts: int = 0) -> list[str]:
+        """torchrun's options: the c10d store on the first node (MASTER_ADDR:MASTER_PORT), a bounded join timeout.
+
+        The node ranks are the user's (node 0 holds global rank 0, so it logs and saves): torchrun's dynamic
+        rendezvous would number nodes by host name instead. The launchers have already met and compared configs
+        (finetune/cluster.py), so this rendezvous completes at once; its timeout bounds a node lost in between.
+        """
         return [
             "--nnodes", str(self.nnodes),
             "--node-rank", str(self.node_rank),
+            "--nproc-per-node", str(self.nproc_per_node),
             "--master-addr", self.master_addr,
             "--master-port", str(self.master_port),
-            "--nproc-per-node", str(self.nproc_per_node),
+            "--rdzv-id", rdzv_id,
+            "--rdzv-conf", f"timeout={int(join_timeout)}",
+            "--max-restarts", str(max_restarts),
         ]  # fmt: skip
 
 

@@ -35,6 +35,20 @@ def _zero_stage(path: str | None) -> str:
     return f"{path} (ZeRO stage {zero.get('stage', 0)}{where})"
 
 
+def _megatron_layout(config: dict, gpus: int) -> str:
+    tp = config.get("tensor_model_parallel_size", 1)
+    pp = config.get("pipeline_model_parallel_size", 1)
+    cp = config.get("context_parallel_size", 1)
+    ep = config.get("expert_model_parallel_size", 1)
+    etp = config.get("expert_tensor_parallel_size", tp)
+    parts = [f"tensor {tp} x pipeline {pp} x context {cp} x data {gpus // (tp * pp * cp)}", f"experts: expert {ep} x tensor {etp}"]
+    if config.get("sequence_parallel"):
+        parts.append("sequence parallel")
+    if config.get("use_distributed_optimizer"):
+        parts.append("distributed optimizer")
+    return "; ".join(parts)
+
+
 def run_commands(recipe: Recipe) -> list[str]:
     meta = recipe.meta
     base = f"{LAUNCHER} launch {recipe.id}"
@@ -46,7 +60,10 @@ def run_commands(recipe: Recipe) -> list[str]:
             f"#   {base} \\",
             f"#     --nnodes {meta.nodes} --node-rank R --master-addr NODE0_ADDR --run-dir /shared/runs/NAME",
         ]
-    return lines + ["# It trains on the bundled sample data; add --dataset NAME for yours, --model PATH for a local checkpoint."]
+    return lines + [
+        f"# It trains on the bundled sample `{meta.dataset}` (data/prepared/); --dataset NAME trains on yours",
+        "# (python -m finetune prepare FILE... --name NAME), --model PATH on a local checkpoint.",
+    ]
 
 
 def render_header(recipe: Recipe) -> str:
@@ -57,17 +74,22 @@ def render_header(recipe: Recipe) -> str:
     node_word = "node" if meta.nodes == 1 else "nodes"
     lines = [f"# {meta.title}", "#"]
     lines += _wrap("Cluster", f"{meta.nodes} {node_word} x {meta.gpus_per_node} {gpu} ({meta.total_gpus} GPUs)")
+    config = recipe.config
     checkpointing = "on" if shape.gradient_checkpointing else "off"
-    lines += _wrap(
-        "Fits",
-        f"{shape.seq_len:,} tokens per sequence, micro-batch {shape.micro_batch}, gradient checkpointing {checkpointing}",
-    )
-    global_batch = shape.micro_batch * shape.grad_accum * meta.total_gpus
-    lines += _wrap(
-        "Batch",
-        f"{shape.micro_batch} x {shape.grad_accum} accumulation steps x {meta.total_gpus} GPUs = "
-        f"{global_batch} sequences per optimizer step",
-    )
+    length = f"{shape.seq_len:,} tokens per sequence"
+    if meta.method == "grpo":
+        length = f"prompts up to {shape.seq_len:,} tokens, completions up to {config['max_completion_length']:,}"
+    lines += _wrap("Fits", f"{length}, micro-batch {shape.micro_batch}, gradient checkpointing {checkpointing}")
+    if meta.engine == "megatron":
+        lines += _wrap("Batch", f"global batch {config['global_batch_size']} sequences per optimizer step")
+        lines += _wrap("Parallel", _megatron_layout(config, meta.total_gpus))
+    else:
+        global_batch = shape.micro_batch * shape.grad_accum * meta.total_gpus
+        lines += _wrap(
+            "Batch",
+            f"{shape.micro_batch} x {shape.grad_accum} accumulation steps x {meta.total_gpus} GPUs = "
+            f"{global_batch} sequences per optimizer step",
+        )
     if shape.lora_rank is not None:
         adapts = meta.lora_adapts or []
         lines += _wrap("LoRA", f"rank {shape.lora_rank} on {', '.join(shape.lora_targets or ())}; adapts:")
@@ -76,7 +98,13 @@ def render_header(recipe: Recipe) -> str:
         lines += _wrap("", f"frozen: {', '.join(frozen)}")
     else:
         lines += _wrap("Trains", "every parameter (full fine-tuning)")
-    lines += _wrap("DeepSpeed", _zero_stage(shape.deepspeed))
+    if meta.engine == "deepspeed":
+        lines += _wrap("DeepSpeed", _zero_stage(shape.deepspeed))
+    from finetune.plan import header_figures
+
+    for figure in header_figures(recipe):
+        label, text = figure.split(" ", 1)
+        lines += _wrap(label, text.strip())
     for need in meta.needs:
         lines += _wrap("Needs", need)
     for note in meta.notes:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -28,6 +29,19 @@ def _value(text: str, raw: str) -> Any:
         return yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:
         raise FinetuneError(f"--set {text!r}: the value is not valid YAML ({exc}).") from exc
+
+
+def format_override(key: str, value: Any) -> str:
+    """`key=value` as written after `--set`, so that it parses back to `value`."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (list, dict)):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    return f"{key}={text}"
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -32,9 +32,15 @@ class RecipeMeta(BaseModel):
     title: str = Field(description="One line: what the recipe trains.")
     model: Literal["glm-4.5", "glm-4.5-air"]
     method: Literal["lora", "full", "dpo", "grpo"]
+    engine: Literal["deepspeed", "megatron"] = Field(
+        default="deepspeed", description="DeepSpeed ZeRO (Hugging Face trainer) or Megatron (Megatron-SWIFT)."
+    )
     nodes: int = Field(ge=1)
     gpus_per_node: int = Field(ge=1)
     gpu: Literal["h100-80gb", "h200", "h20-96gb", "a100-80gb"] = "h100-80gb"
+    dataset: str = Field(
+        description="Prepared dataset (data/prepared/NAME) the recipe trains on unless --dataset names another."
+    )
     lora_adapts: list[str] | None = Field(
         default=None, description="Components the LoRA adapts (see finetune/components.py)."
     )

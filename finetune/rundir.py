@@ -34,8 +34,9 @@ def default_run_dir(runs_root: Path, recipe_name: str, nnodes: int, environ: dic
     return runs_root / f"{recipe_name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def launch_record_path(run_dir: Path, node_rank: int) -> Path:
-    return run_dir / f"launch-node{node_rank}.json"
+def launch_record_path(run_dir: Path, node_rank: int, attempt: int = 0) -> Path:
+    """launch-node<R>.json for the first launch, launch-node<R>.attempt<K>.json for the K-th resume."""
+    return run_dir / (f"launch-node{node_rank}.json" if attempt == 0 else f"launch-node{node_rank}.attempt{attempt}.json")
 
 
 def _write_exclusive(path: Path, text: str) -> bool:
@@ -48,13 +49,13 @@ def _write_exclusive(path: Path, text: str) -> bool:
     return True
 
 
-def claim_run_dir(run_dir: Path, node_rank: int, files: dict[str, str]) -> None:
+def claim_run_dir(run_dir: Path, node_rank: int, files: dict[str, str], attempt: int = 0) -> None:
     """Create or join `run_dir` for this node, writing `files` (name -> text) that all nodes share.
 
     Refuses when this node already launched into the directory, when a shared file differs from ours (the
     nodes rendered different configs), or when a single-node run would reuse a directory that has content.
     """
-    record = launch_record_path(run_dir, node_rank)
+    record = launch_record_path(run_dir, node_rank, attempt)
     if record.exists():
         raise FinetuneError(
             f"{run_dir} already holds a run launched from node {node_rank} ({record.name}); run directories are "
@@ -72,8 +73,8 @@ def claim_run_dir(run_dir: Path, node_rank: int, files: dict[str, str]) -> None:
             )
 
 
-def write_launch_record(run_dir: Path, node_rank: int, record: dict[str, Any]) -> Path:
-    path = launch_record_path(run_dir, node_rank)
+def write_launch_record(run_dir: Path, node_rank: int, record: dict[str, Any], attempt: int = 0) -> Path:
+    path = launch_record_path(run_dir, node_rank, attempt)
     if not _write_exclusive(path, json.dumps(record, indent=2, default=str) + "\n"):
         raise FinetuneError(f"{path} appeared while launching: another launcher is using node rank {node_rank}.")
     return path

@@ -48,3 +48,4 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None,
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -23,12 +24,15 @@ def test_dry_run_of_the_16_gpu_recipe_on_node_rank_1(tmp_path):
                   env={"NNODES": "", "NODE_RANK": "", "MASTER_ADDR": "", "NPROC_PER_NODE": ""})
     assert out.returncode == 0, out.stderr
     torchrun = REPO_ROOT / ".venv" / "bin" / "torchrun"
-    expected = (f"{torchrun} --nnodes 2 --node-rank 1 --master-addr 10.1.2.3 --master-port 29500 "
-                f"--nproc-per-node 8 -m llamafactory.launcher {run_dir}/config.yaml")
+    rdzv_id = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
+    expected = (f"{torchrun} --nnodes 2 --node-rank 1 --nproc-per-node 8 --master-addr 10.1.2.3 --master-port 29500 "
+                f"--rdzv-id {rdzv_id} --rdzv-conf timeout=600 --max-restarts 0 "
+                f"-m finetune.frameworks.llamafactory_entry {run_dir}/config.yaml")
     assert out.stdout.strip().splitlines()[-1] == expected
     assert "export OMP_NUM_THREADS=" in out.stdout
     assert "#   model_name_or_path: zai-org/GLM-4.5\n" in out.stdout  # the real checkpoint by default
-    assert f"#   dataset_dir: {DATA_DIR}\n" in out.stdout and "#   dataset: glm45_sample_chat\n" in out.stdout
+    sample = DATA_DIR / "prepared" / "sample_chat"
+    assert f"#   dataset_dir: {sample}\n" in out.stdout and "#   dataset: sample_chat\n" in out.stdout
     assert not run_dir.exists() and not (tmp_path / "shared").exists()  # a dry run writes nothing
 
 
@@ -37,8 +41,8 @@ def test_topology_comes_from_the_environment(tmp_path, monkeypatch):
                        "NPROC_PER_NODE": "8"}.items():
         monkeypatch.setenv(key, value)
     plan = plan_launch(LaunchRequest(recipe=GLM45, run_dir=tmp_path / "r"), check=False)
-    assert plan.argv[1:11] == ["--nnodes", "2", "--node-rank", "1", "--master-addr", "node0",
-                               "--master-port", "29999", "--nproc-per-node", "8"]
+    assert plan.argv[1:11] == ["--nnodes", "2", "--node-rank", "1", "--nproc-per-node", "8",
+                               "--master-addr", "node0", "--master-port", "29999"]
     # flags win over the environment
     plan = plan_launch(LaunchRequest(recipe=GLM45, run_dir=tmp_path / "r", node_rank=0), check=False)
     assert plan.topology.node_rank == 0

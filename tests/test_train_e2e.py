@@ -15,6 +15,8 @@ import pytest
 from safetensors.torch import load_file
 
 from finetune.frameworks import get_framework
+from finetune.recipe import resolve_recipe
+from finetune.overrides import format_override
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.train
@@ -29,11 +31,12 @@ def _free_port() -> int:
 
 
 def _launch(run_dir: Path, replica: Path, nproc: int, *extra: str):
-    overrides = get_framework("llamafactory").cpu_smoke_overrides(STEPS)
+    recipe = resolve_recipe(RECIPE)
+    overrides = get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta)
     args = ["launch", RECIPE, "--model", str(replica), "--run-dir", str(run_dir), "--nnodes", "1",
             "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
     for key, value in overrides.items():
-        args += ["--set", f"{key}={value}"]
+        args += ["--set", format_override(key, value)]
     out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out

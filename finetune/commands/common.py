@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 
-def add_render_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="recipe id (see `recipes`), unique name, or path to a recipe file")
+def add_render_args(p: argparse.ArgumentParser, *, recipe_optional: bool = False) -> None:
+    p.add_argument("recipe", nargs="?" if recipe_optional else None,
+                   help="recipe id (see `recipes`), unique name, or path to a recipe file")
     p.add_argument("--model", help="local checkpoint folder or hub id (default: the recipe model's hub id)")
     p.add_argument("--dataset", help="dataset name registered in data/ (default: the recipe's sample dataset)")
     p.add_argument(
@@ -31,6 +32,7 @@ def add_topology_args(p: argparse.ArgumentParser) -> None:
 
 def launch_request(args: argparse.Namespace):
     """The LaunchRequest an argparse namespace describes (topology fields are optional)."""
+    from finetune.commands.tracking import tracking_flags
     from finetune.launch import LaunchRequest
 
     return LaunchRequest(
@@ -45,4 +47,8 @@ def launch_request(args: argparse.Namespace):
         master_addr=getattr(args, "master_addr", None),
         master_port=getattr(args, "master_port", None),
         nproc_per_node=getattr(args, "nproc_per_node", None),
+        resume=getattr(args, "resume", None),
+        join_timeout=getattr(args, "join_timeout", 600.0),
+        max_restarts=getattr(args, "max_restarts", 0),
+        tracking=tracking_flags(args),
     )

@@ -75,7 +75,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from finetune.launch import CONFIG_NAME, plan_launch
 
-    plan = plan_launch(launch_request(args), check=False)
+    plan = plan_launch(launch_request(args), check=False, preview=True)
     print(plan.recipe.header, end="")
     print(f"# resolved {plan.framework.display_name} config ({plan.recipe.path}):")
     print(plan.files[CONFIG_NAME].split("\n", 1)[1], end="")
@@ -85,7 +85,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from finetune.launch import plan_launch
 
-    plan = plan_launch(launch_request(args))
+    plan = plan_launch(launch_request(args), preview=True)
     for warning in plan.warnings:
         print(f"warning: {warning}")
     print(f"{plan.recipe.id}: {plan.framework.display_name} accepts the rendered config.")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from finetune.errors import FinetuneError
 from finetune.frameworks.base import Framework
 from finetune.frameworks.llamafactory import LlamaFactory
+from finetune.frameworks.swift import Swift
 
-_FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in (LlamaFactory(),)}
+_FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in (LlamaFactory(), Swift())}
 
 
 def get_framework(name: str) -> Framework:

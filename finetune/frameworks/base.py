@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finetune.errors import FinetuneError
-from finetune.paths import REPO_ROOT
+from finetune.paths import REPO_ROOT, cache_dir
+
+if TYPE_CHECKING:
+    from finetune.datasets import PreparedDataset
+    from finetune.recipe import RecipeMeta
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,11 @@ class Framework:
     env_dir: str  # relative to the repository root
     check_module: str  # module run inside the framework's environment to check a config
 
-    def python(self) -> Path:
+    def python(self, *, must_exist: bool = True) -> Path:
         """The framework environment's interpreter (`FINETUNE_<NAME>_PYTHON` points elsewhere)."""
         override = os.environ.get(f"FINETUNE_{self.name.upper()}_PYTHON")
         python = Path(override) if override else REPO_ROOT / self.env_dir / "bin" / "python"
-        if not python.exists():
+        if must_exist and not python.exists():
             how = f"FINETUNE_{self.name.upper()}_PYTHON={override}" if override else f"{self.env_dir}/"
             raise FinetuneError(
                 f"No {self.display_name} environment at {how}: run `./setup.sh` first "
@@ -56,18 +61,29 @@ class Framework:
             )
         return python
 
-    def bin(self, program: str) -> Path:
-        return self.python().parent / program
+    def bin(self, program: str, *, must_exist: bool = True) -> Path:
+        return self.python(must_exist=must_exist).parent / program
 
     # -- rendering ---------------------------------------------------------------------------------
     def shape(self, config: dict[str, Any]) -> TrainingShape:
         raise NotImplementedError
 
     def render(
-        self, config: dict[str, Any], *, model: str, dataset: str | None, data_dir: Path, output_dir: Path
+        self,
+        config: dict[str, Any],
+        meta: RecipeMeta,
+        *,
+        model: str,
+        dataset: PreparedDataset | None,
+        output_dir: Path,
     ) -> dict[str, Any]:
-        """The config with model, dataset and output pointed where this run needs them."""
+        """The config with model, dataset (None: keep the config's own dataset keys) and output pointed where
+        this run needs them."""
         raise NotImplementedError
+
+    def has_dataset(self, config: dict[str, Any]) -> bool:
+        """Whether the config names its training data itself (then the recipe's default dataset is not used)."""
+        return bool(config.get("dataset"))
 
     def check_dataset(self, config: dict[str, Any]) -> None:
         """Raise when the config names a dataset the framework will not find."""
@@ -75,23 +91,72 @@ class Framework:
     def deepspeed_key(self) -> str:
         return "deepspeed"
 
-    def cpu_smoke_overrides(self, steps: int) -> dict[str, Any]:
+    def deepspeed_file(self, value: str) -> str | None:
+        """The DeepSpeed JSON path a config value names, or None when it names no file (a preset)."""
+        return value
+
+    def cpu_smoke_overrides(self, steps: int, meta: RecipeMeta) -> dict[str, Any]:
         """Overrides that shrink a recipe to a few steps of the tiny replica on a CPU."""
         raise NotImplementedError
 
-    def entry_args(self, config_path: Path) -> list[str]:
+    def entry_args(self, config_path: Path, meta: RecipeMeta) -> list[str]:
         """What torchrun runs on every process, after its own options."""
         raise NotImplementedError
 
     def env(self) -> dict[str, str]:
-        """Environment variables the framework needs on every node."""
-        return {}
+        """Environment variables the framework needs on every node: the entry modules live in this repository,
+        so the framework environment must find it."""
+        path = os.environ.get("PYTHONPATH")
+        return {"PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{path}" if path else str(REPO_ROOT)}
+
+    # -- after training ---------------------------------------------------------------------------
+    def trained_weights(self, output_dir: Path, config: dict[str, Any]) -> Path:
+        """Where a finished run left its weights (adapter or full model)."""
+        return output_dir
+
+    def merge_command(self, weights: Path, config: dict[str, Any], out: Path) -> list[str]:
+        """The framework's own command that merges a LoRA adapter into its base model, written to `out`."""
+        raise NotImplementedError
 
     # -- checking ----------------------------------------------------------------------------------
-    def check(self, config: dict[str, Any]) -> CheckResult:
-        """Run the framework's own argument parser over `config`, in the framework's environment."""
+    def check_command(self, meta: RecipeMeta) -> str:
+        """Which of the framework's commands the config is for (its argument classes differ)."""
+        return "train"
+
+    def check(self, config: dict[str, Any], meta: RecipeMeta) -> CheckResult:
+        """Run the framework's own argument parser over `config`, in the framework's environment.
+
+        Answers are cached by everything they depend on (the config, the DeepSpeed JSON it names, the checking
+        code and the installed environment), so repeated launches and dry runs skip the framework's slow import.
+        """
+        cache = cache_dir() / "checks" / f"{self._check_key(config, meta)}.json"
+        if cache.is_file():
+            return CheckResult(**json.loads(cache.read_text()))
+        result = self._run_check(config, meta)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result.__dict__))
+        os.replace(tmp, cache)
+        return result
+
+    def _check_key(self, config: dict[str, Any], meta: RecipeMeta) -> str:
+        digest = hashlib.sha256()
+        stable = {**config, "output_dir": "RUN_DIR"}  # a string to the parser; runs differ only there
+        digest.update(json.dumps([self.check_command(meta), stable], sort_keys=True, default=str).encode())
+        deepspeed = config.get(self.deepspeed_key())
+        if isinstance(deepspeed, str) and Path(deepspeed).is_file():
+            digest.update(Path(deepspeed).read_bytes())
+        for module in (self.check_module, "finetune.frameworks.deepspeed_check"):
+            digest.update((REPO_ROOT / (module.replace(".", "/") + ".py")).read_bytes())
+        env = self.python().parent.parent
+        digest.update(str(env).encode())
+        for site in sorted(env.glob("lib/python*/site-packages")):
+            digest.update(str(site.stat().st_mtime_ns).encode())  # changes when packages are (un)installed
+        return digest.hexdigest()[:32]
+
+    def _run_check(self, config: dict[str, Any], meta: RecipeMeta) -> CheckResult:
         proc = subprocess.run(
-            [str(self.python()), "-m", self.check_module],
+            [str(self.python()), "-m", self.check_module, self.check_command(meta)],
             input=json.dumps(config),
             capture_output=True,
             text=True,

@@ -69,5 +69,17 @@ def check_deepspeed(config: dict, micro_batch: int = 1, grad_accum: int = 1) -> 
     return [f"unknown top-level key `{key}` (DeepSpeed ignores it)" for key in unknown]
 
 
+def check_deepspeed_file(path: object, micro_batch: int, grad_accum: int) -> list[str]:
+    """Problems in the DeepSpeed JSON a framework config names (nothing to check for a preset name)."""
+    if not isinstance(path, str) or not path.endswith(".json"):
+        return []
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as exc:
+        return [f"deepspeed: cannot read {path}: {exc}"]
+    return [f"deepspeed {path}: {problem}" for problem in check_deepspeed(config, micro_batch, grad_accum)]
+
+
 if __name__ == "__main__":
     print(json.dumps(check_deepspeed(json.loads(sys.stdin.read()))))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finetune.errors import FinetuneError, suggest
 from finetune.frameworks.base import Framework, TrainingShape
+
+if TYPE_CHECKING:
+    from finetune.datasets import PreparedDataset
+    from finetune.recipe import RecipeMeta
 
 
 class LlamaFactory(Framework):
@@ -31,18 +35,24 @@ class LlamaFactory(Framework):
         )
 
     def render(
-        self, config: dict[str, Any], *, model: str, dataset: str | None, data_dir: Path, output_dir: Path
+        self,
+        config: dict[str, Any],
+        meta: RecipeMeta,
+        *,
+        model: str,
+        dataset: PreparedDataset | None,
+        output_dir: Path,
     ) -> dict[str, Any]:
         rendered = dict(config)
         rendered["model_name_or_path"] = model
         if dataset is not None:
-            rendered["dataset"] = dataset
-        rendered.setdefault("dataset_dir", str(data_dir))
+            rendered["dataset"] = dataset.llamafactory_train
+            rendered["dataset_dir"] = str(dataset.llamafactory_dir)
         rendered["output_dir"] = str(output_dir)
         return rendered
 
     def check_dataset(self, config: dict[str, Any]) -> None:
-        registry = Path(config.get("dataset_dir", "data")) / "dataset_info.json"
+        registry = Path(config.get("dataset_dir", "data")).resolve() / "dataset_info.json"
         if not registry.is_file():
             raise FinetuneError(f"dataset_dir: {registry} is missing; LLaMA-Factory finds datasets through it.")
         known = json.loads(registry.read_text())
@@ -54,7 +64,7 @@ class LlamaFactory(Framework):
                         f"Registered: {', '.join(sorted(known))}."
                     )
 
-    def cpu_smoke_overrides(self, steps: int) -> dict[str, Any]:
+    def cpu_smoke_overrides(self, steps: int, meta: RecipeMeta) -> dict[str, Any]:
         return {
             "bf16": False,  # CPUs train the replica in fp32; DeepSpeed then runs on its CPU accelerator
             "cutoff_len": 512,
@@ -68,9 +78,27 @@ class LlamaFactory(Framework):
             "dataloader_num_workers": 0,
         }
 
-    def entry_args(self, config_path: Path) -> list[str]:
-        return ["-m", "llamafactory.launcher", str(config_path)]
+    def entry_args(self, config_path: Path, meta: RecipeMeta) -> list[str]:
+        return ["-m", "finetune.frameworks.llamafactory_entry", str(config_path)]
+
+    def merge_command(self, weights: Path, config: dict[str, Any], out: Path) -> list[str]:
+        """LLaMA-Factory's export through the repository's entry, which registers the `glm45` template first."""
+        export = {
+            "model_name_or_path": config["model_name_or_path"],
+            "adapter_name_or_path": str(weights),
+            "template": config.get("template", "glm45"),
+            "finetuning_type": "lora",
+            "export_dir": str(out),
+            "export_size": 5,
+            "export_device": "cpu",
+            "export_legacy_format": False,
+        }
+        return [str(self.python()), "-m", "finetune.frameworks.llamafactory_entry", "export", json.dumps(export)]
 
     def env(self) -> dict[str, str]:
-        # the settings LLaMA-Factory's own launcher applies before it calls torchrun
-        return {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", "TORCH_NCCL_AVOID_RECORD_STREAMS": "1"}
+        # plus the settings LLaMA-Factory's own launcher applies before it calls torchrun
+        return {
+            **super().env(),
+            "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+            "TORCH_NCCL_AVOID_RECORD_STREAMS": "1",
+        }

@@ -12,6 +12,8 @@ import io
 import json
 import sys
 
+from finetune.frameworks.deepspeed_check import check_deepspeed_file
+
 
 def to_argv(config: dict) -> list[str]:
     argv = []
@@ -30,24 +32,8 @@ def to_argv(config: dict) -> list[str]:
     return argv
 
 
-def _check_deepspeed_file(config: dict) -> list[str]:
-    path = config.get("deepspeed")
-    if not isinstance(path, str) or not path.endswith(".json"):
-        return []
-    from finetune.frameworks.deepspeed_check import check_deepspeed
-
-    try:
-        with open(path) as f:
-            ds_config = json.load(f)
-    except (OSError, ValueError) as exc:
-        return [f"deepspeed: cannot read {path}: {exc}"]
-    micro = int(config.get("per_device_train_batch_size", 8))
-    accum = int(config.get("gradient_accumulation_steps", 1))
-    return [f"deepspeed {path}: {problem}" for problem in check_deepspeed(ds_config, micro, accum)]
-
-
 def main() -> None:
-    config = json.loads(sys.stdin.read())
+    config = json.loads(sys.stdin.read())  # argv[1] names the command; LLaMA-Factory's train is the only one
     warnings = []
     with contextlib.redirect_stdout(sys.stderr):
         import transformers.training_args as training_args
@@ -77,7 +63,13 @@ def main() -> None:
                 errors.append(err.getvalue().strip().splitlines()[-1])
             except Exception as exc:  # the dataclasses' own __post_init__ checks
                 errors.append(f"{type(exc).__name__}: {exc}")
-        errors.extend(_check_deepspeed_file(config))
+        errors.extend(
+            check_deepspeed_file(
+                config.get("deepspeed"),
+                int(config.get("per_device_train_batch_size", 8)),
+                int(config.get("gradient_accumulation_steps", 1)),
+            )
+        )
     print(json.dumps({"unknown_keys": unknown, "errors": errors, "valid_keys": valid, "warnings": warnings}))
 
 

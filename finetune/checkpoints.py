@@ -1,0 +1,82 @@
+"""Which checkpoint a resume may start from: the newest one that is complete, never a half-written one.
+
+A run killed while saving leaves a `checkpoint-N` folder without its trainer state, with a truncated weights file
+or without the DeepSpeed shards its `latest` file names. The Hugging Face trainer's own "last checkpoint" is just
+the highest number; here every candidate is checked and incomplete ones are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHT_PATTERNS = ("adapter_model.safetensors", "model.safetensors", "model-*.safetensors", "pytorch_model*.bin")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+def step_of(path: Path) -> int | None:
+    prefix, _, number = path.name.rpartition("-")
+    return int(number) if prefix == "checkpoint" and number.isdigit() else None
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """`checkpoint-N` folders, oldest first."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and step_of(p) is not None]
+    return sorted(found, key=step_of)
+
+
+def _safetensors_readable(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            keys = list(f.keys())
+            if keys:
+                f.get_slice(keys[-1])  # the last tensor ends at the file's end: a truncated file fails here
+        size = path.stat().st_size
+        header = int.from_bytes(path.open("rb").read(8), "little")
+        offsets = json.loads(path.open("rb").read(8 + header)[8:])
+        end = max((v["data_offsets"][1] for k, v in offsets.items() if k != "__metadata__"), default=0)
+        return size >= 8 + header + end
+    except Exception:
+        return False
+
+
+def incomplete_reason(checkpoint: Path) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None when it is complete."""
+    state = checkpoint / "trainer_state.json"
+    try:
+        global_step = json.loads(state.read_text())["global_step"]
+    except (OSError, ValueError, KeyError):
+        return "trainer_state.json missing or unreadable (the save did not finish)"
+    if global_step != step_of(checkpoint):
+        return f"trainer_state.json says step {global_step}, not {step_of(checkpoint)}"
+    weights = [p for pattern in WEIGHT_PATTERNS for p in checkpoint.glob(pattern)]
+    if not weights:
+        return "no model or adapter weights"
+    broken = [p.name for p in weights if p.suffix == ".safetensors" and not _safetensors_readable(p)]
+    if broken:
+        return f"truncated or unreadable weights: {', '.join(broken)}"
+    latest = checkpoint / "latest"
+    if latest.is_file():  # DeepSpeed: the optimizer and parameter shards of the tag it names
+        tag = checkpoint / latest.read_text().strip()
+        if not tag.is_dir() or not any(tag.iterdir()):
+            return f"DeepSpeed shards {tag.name}/ missing"
+    return None
+
+
+def latest_complete(output_dir: Path) -> tuple[Path | None, list[Skipped]]:
+    """The newest complete checkpoint, and the newer ones skipped on the way (with why)."""
+    skipped = []
+    for checkpoint in reversed(checkpoints(output_dir)):
+        reason = incomplete_reason(checkpoint)
+        if reason is None:
+            return checkpoint, skipped
+        skipped.append(Skipped(checkpoint, reason))
+    return None, skipped

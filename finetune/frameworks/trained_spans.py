@@ -1,0 +1,25 @@
+"""What a framework's encoded example trains on, as text: shared by the framework renderers."""
+
+from __future__ import annotations
+
+IGNORE = -100  # the label both frameworks give tokens the loss skips
+
+
+def spans(tokenizer, ids: list[int], labels: list[int]) -> list[str]:
+    """The decoded runs of consecutive tokens whose label is not ignored."""
+    out, current = [], []
+    for token, label in zip(ids, labels):
+        if label != IGNORE:
+            current.append(token)
+        elif current:
+            out.append(tokenizer.decode(current))
+            current = []
+    if current:
+        out.append(tokenizer.decode(current))
+    return out
+
+
+def rendered(tokenizer, encoded: dict, prefix: str = "") -> dict:
+    """{"text": the whole sequence, "trained": its trained spans} of one encoded example."""
+    ids = encoded[f"{prefix}input_ids"]
+    return {"text": tokenizer.decode(ids), "trained": spans(tokenizer, ids, encoded[f"{prefix}labels"])}
