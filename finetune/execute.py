@@ -110,6 +110,8 @@ def execute(plan: LaunchPlan) -> int:
         if group is not None:
             if code == 0:
                 group.report_done()
+                if topo.node_rank == 0:
+                    _wait_for_peers(group)  # node 0 hosts the store: keep it up until the others are done
                 return code
             cause = _peer_behind(group)  # a lost peer makes the collectives here fail first
             group.report_failure(f"exit code {code} on {host}; its log: {log_path}")
@@ -123,8 +125,6 @@ def execute(plan: LaunchPlan) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if group is not None:
-            if topo.node_rank == 0:
-                _wait_for_peers(group)
             group.close()
 
 
@@ -140,7 +140,7 @@ def _peer_behind(group, window_s: float = 12.0):
 
 
 def _wait_for_peers(group, timeout_s: float = 60.0) -> None:
-    """Node 0 hosts the store: keep it up until the others have said how they ended."""
+    """Keep node 0's store up until the others have said how they ended (a failed node does not wait)."""
     deadline = time.monotonic() + timeout_s
     others = [r for r in range(group.nnodes) if r != group.node_rank]
     while time.monotonic() < deadline:

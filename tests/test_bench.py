@@ -182,7 +182,8 @@ def test_records_without_a_device_are_not_read(tmp_path):
 
 
 def test_registering_the_bench_command_imports_no_heavy_library():
-    code = ("import sys, finetune.cli; finetune.cli.build_parser(); "
+    code = ("import argparse, sys; from finetune.commands import bench; "
+            "bench.register(argparse.ArgumentParser().add_subparsers()); "
             "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -226,3 +227,13 @@ def test_out_of_memory_is_recorded_and_longer_sequences_are_skipped(monkeypatch)
     assert status[(32, "eager")] == "ok"
     assert status[(64, "eager")] == "oom" and status[(128, "eager")] == "skipped"
     assert all(status[(s, "batched_mm")] == "skipped" for s in (32, 64, 128))
+
+
+def test_replan_recomputes_the_same_figures_with_an_unchanged_planner(tiny_results):
+    from finetune.bench.compare import replan
+
+    _, rows = tiny_results
+    for r in rows[:2]:
+        again = replan(r)
+        assert again["planned"] == r["planned"]
+        assert again["ratios"]["memory"] == pytest.approx(r["ratios"]["memory"])

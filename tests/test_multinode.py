@@ -38,8 +38,10 @@ def _port() -> int:
 
 
 def _args(recipe_id: str, replica: Path, steps: int, **extra) -> list[str]:
+    """The recipe shrunk to the replica; plain data parallel unless `deepspeed` is given."""
     recipe = resolve_recipe(recipe_id)
     overrides = get_framework(recipe.framework).cpu_smoke_overrides(steps, recipe.meta) | {"deepspeed": None} | extra
+    overrides = {k: v for k, v in overrides.items() if v != "recipe"}
     return [a for k, v in overrides.items() for a in ("--set", format_override(k, v))]
 
 
@@ -54,6 +56,23 @@ def _two_nodes(*args: str, timeout: float = 600) -> list[tuple[int, str]]:
     port = _port()
     procs = [_start(rank, 2, port, *args) for rank in (0, 1)]
     return [(p.wait(timeout=timeout), p.stdout.read()) for p in procs]
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (torchrun runs in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
 
 
 def _lf_losses(run_dir: Path) -> list[float]:
@@ -112,16 +131,17 @@ def test_nodes_with_different_configs_refuse_to_start(tmp_path, air_replica):
 
 def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     run_dir = tmp_path / "killed"
-    steps = 40  # 16 micro-batches a step: slow enough on the replica to kill node 1 mid-run
+    steps = 30  # the recipe's own ZeRO-3 (DeepSpeed checkpoints); slow enough on the replica to kill node 1 mid-run
     args = [LF, "--model", str(air_replica), "--run-dir", str(run_dir),
-            *_args(LF, air_replica, steps, save_steps=8, gradient_accumulation_steps=16)]
+            *_args(LF, air_replica, steps, save_steps=5, deepspeed="recipe")]
     port = _port()
     nodes = [_start(rank, 2, port, *args) for rank in (0, 1)]
     deadline = time.monotonic() + 300
     while latest_complete(run_dir / "output")[0] is None:  # wait for a first complete checkpoint
         assert time.monotonic() < deadline and nodes[0].poll() is None, nodes[0].stdout.read()[-3000:]
         time.sleep(1)
-    os.killpg(nodes[1].pid, signal.SIGKILL)  # node 1 disappears: launcher, torchrun and workers
+    for pid in _tree(nodes[1].pid):  # node 1 disappears: launcher, torchrun and workers
+        os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     code = nodes[0].wait(timeout=120)
     out = nodes[0].stdout.read()

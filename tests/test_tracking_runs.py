@@ -153,7 +153,7 @@ def test_swift_run_is_tracked_offline(swift_run):
 
 
 def test_grpo_run_logs_rewards_and_kl(grpo_run):
-    run_dir, _, run = grpo_run
+    _, _, run = grpo_run
     rows = [row for row in run.history if "train/loss" in row]
     assert len(rows) == STEPS
     assert all({"train/reward", "train/kl", "train/rewards/Glm45Answer/mean", "memory/peak_gib_max"} <= set(r)

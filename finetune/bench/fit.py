@@ -137,7 +137,7 @@ def fit(records: list[dict]) -> dict[str, Any]:
     devices = {(r["device_kind"], r["device"]) for r in ok}
     if len(devices) != 1:
         raise FinetuneError(f"Fit the records of one device at a time; these come from {sorted(devices) or 'none'}.")
-    (kind, name), = devices
+    ((kind, name),) = devices
     memory = memory_fit(ok)
     return {
         "device": name,

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from finetune.bench import measure, records
 from finetune.errors import FinetuneError
@@ -36,7 +36,7 @@ class DeviceMemorySampler:
     def _sample(self) -> int | None:
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                                 capture_output=True, text=True, timeout=10)  # fmt: skip
+                                 capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
             return int(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.strip() else None
         except (OSError, ValueError, subprocess.TimeoutExpired):
             return None
@@ -48,7 +48,7 @@ class DeviceMemorySampler:
                 self.peak_mib = max(self.peak_mib or 0, used)
             self._stop.wait(0.5)
 
-    def __enter__(self) -> DeviceMemorySampler:
+    def __enter__(self) -> Self:
         if shutil.which("nvidia-smi"):
             self._thread.start()
         return self
@@ -106,7 +106,7 @@ def run_framework_step(
             "127.0.0.1", "--master-port", str(_free_port()), *sets]  # fmt: skip
     start = time.perf_counter()
     with DeviceMemorySampler() as sampler:
-        proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
+        proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     log = _framework_log(Path(run_dir))
     step_rows = [row for row in log if "loss" in row]
@@ -130,7 +130,7 @@ def run_framework_step(
     }
     if proc.returncode != 0:
         record["reason"] = f"exit code {proc.returncode}"
-        record["output_tail"] = (proc.stdout[-3000:] + proc.stderr[-3000:])
+        record["output_tail"] = proc.stdout[-3000:] + proc.stderr[-3000:]
     if out is not None:
         records.append(out, record)
     print(f"[{device.kind}] {recipe.id} on {slice_dir.name}: {record['status']} in {wall:.0f} s"

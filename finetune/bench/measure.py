@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from finetune.errors import FinetuneError
 
@@ -102,7 +102,7 @@ class PeakMemory:
         self.reserved_bytes: int | None = None
         self.baseline_bytes: int | None = None
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
         if self.device.kind == "gpu":
             import torch
 

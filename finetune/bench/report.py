@@ -49,8 +49,10 @@ def check_gpu_records(records: list[dict]) -> None:
 
 def train_table(records: list[dict]) -> list[str]:
     rows = [
-        "| model | layers (dense+MoE) | method | checkpointing | seq | experts | measured GiB | planned GiB "
-        "| measured / planned | step s | tokens/s | planner tokens/s | MFU | status |",
+        (
+            "| model | layers (dense+MoE) | method | checkpointing | seq | experts | measured GiB | planned GiB "
+            "| measured / planned | step s | tokens/s | planner tokens/s | MFU | status |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
@@ -97,7 +99,9 @@ def experts_table(records: list[dict]) -> list[str]:
             else:
                 m = r["metrics"]
                 cells.append(f"{m['tokens_per_s']:,.0f} ({m['peak_memory_bytes'] / GIB:.2f})")
-        rows.append(f"| {model} | {layers} | {method} | {'on' if on else 'off'} | {seq_len:,} | " + " | ".join(cells) + " |")
+        rows.append(
+            f"| {model} | {layers} | {method} | {'on' if on else 'off'} | {seq_len:,} | " + " | ".join(cells) + " |"
+        )
     return rows
 
 
@@ -119,20 +123,28 @@ def fit_section(records: list[dict]) -> list[str]:
     from finetune.bench.fit import fit
 
     result = fit(records)
-    lines = [f"Fitted on {result['device']} ({result['device_kind']}):", "",
-             "| checkpointing | scale on planned activations + logits | offset GiB | points |", "|---|---|---|---|"]
+    lines = [
+        f"Fitted on {result['device']} ({result['device_kind']}):",
+        "",
+        "| checkpointing | scale on planned activations + logits | offset GiB | points |",
+        "|---|---|---|---|",
+    ]
     for mode, c in result["memory"].items():
         lines.append(f"| {mode.removeprefix('checkpointing_')} | {c['scale']:.3f} | {c['offset_bytes'] / GIB:.2f} "
                      f"| {c['points']} |")  # fmt: skip
     if result["per_moe_layer"]:
-        lines += ["", "| model | method | checkpointing | seq | experts | one more MoE layer, KiB/token measured "
-                  "| planned |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        header = "| model | method | checkpointing | seq | experts | one more MoE layer, KiB/token measured | planned |"
+        lines += ["", header, "|---|---|---|---|---|---|---|"]
         for row in result["per_moe_layer"]:
             lines.append(f"| {row['model']} | {row['method']} | {'on' if row['checkpointing'] else 'off'} "
                          f"| {row['seq_len']:,} | {row['experts_impl']} | {row['measured_bytes_per_token'] / 1024:.1f} "
                          f"| {row['planned_bytes_per_token'] / 1024:.1f} |")  # fmt: skip
     if result["mfu"]:
-        lines += ["", "| model | method | checkpointing | experts | MFU reached | planner band |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| model | method | checkpointing | experts | MFU reached | planner band |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in result["mfu"]:
             band = row["planner_band"]
             lines.append(f"| {row['model']} | {row['method']} | {'on' if row['checkpointing'] else 'off'} "
@@ -140,9 +152,10 @@ def fit_section(records: list[dict]) -> list[str]:
                          f"| {f'{band[0]:.1%}-{band[1]:.1%}' if band else '-'} |")  # fmt: skip
     check = result["recheck"]
     if check.get("records"):
-        lines += ["", f"Within 15 % of the measured peak: planner as it is {check['as_is_within_target']:.0%} of "
-                  f"{check['records']} configurations (worst {check['as_is_worst']:+.0%}); with the fitted terms "
-                  f"{check['fitted_within_target']:.0%} (worst {check['fitted_worst']:+.0%})."]  # fmt: skip
+        summary = (f"Within 15 % of the measured peak: planner as it is {check['as_is_within_target']:.0%} of "
+                   f"{check['records']} configurations (worst {check['as_is_worst']:+.0%}); with the fitted terms "
+                   f"{check['fitted_within_target']:.0%} (worst {check['fitted_worst']:+.0%}).")  # fmt: skip
+        lines += ["", summary]
     return lines
 
 

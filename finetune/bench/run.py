@@ -44,6 +44,9 @@ def _oom_errors() -> tuple[type[BaseException], ...]:
 
 def _base_record(piece: Slice, device: measure.Device, method: str, on: bool, seq_len: int, impl: str,
                  matrix: Matrix, dtype_name: str, lora) -> dict[str, Any]:  # fmt: skip
+    lora_record = None
+    if method == "lora":
+        lora_record = {"recipe": lora.recipe_id, "rank": lora.rank, "alpha": lora.alpha, "targets": list(lora.targets)}
     return {
         "kind": "train_step",
         "format": records.FORMAT,
@@ -59,11 +62,10 @@ def _base_record(piece: Slice, device: measure.Device, method: str, on: bool, se
             "experts_impl": impl,
             "dtype": dtype_name,
             "attn_implementation": "sdpa",
-            "lora": {"recipe": lora.recipe_id, "rank": lora.rank, "alpha": lora.alpha, "targets": list(lora.targets)}
-            if method == "lora" else None,
+            "lora": lora_record,
             "steps": matrix.steps,
             "warmup": matrix.warmup,
-        },  # fmt: skip
+        },
     }
 
 
@@ -74,8 +76,14 @@ def _planned(piece: Slice, device: measure.Device, method: str, on: bool, seq_le
     return plan
 
 
-def measure_config(session, device: measure.Device, seq_len: int, matrix: Matrix, flops_per_token: float,
-                   cpu_floor_bytes: int | None = None):
+def measure_config(
+    session,
+    device: measure.Device,
+    seq_len: int,
+    matrix: Matrix,
+    flops_per_token: float,
+    cpu_floor_bytes: int | None = None,
+):
     """Warm-up steps, then the measured ones under the peak-memory tracker; the metrics of one configuration."""
     from finetune.bench.step import random_batch, train_step
 
@@ -144,7 +152,7 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
                 record |= {"status": "skipped", "reason": f"{impl} would gather {gathered / 2**30:,.0f} GiB of "
                            "expert weights in one MoE layer's forward, more than the device holds"}  # fmt: skip
             else:
-                out_of_memory = False
+                failed = False
                 try:
                     if session is None:
                         session = step.start(piece, method, device=device.torch_device, dtype=dtype, lora=lora,
@@ -156,9 +164,12 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
                                "ratios": compare.ratios(metrics, record["planned"])}  # fmt: skip
                 except _oom_errors() as exc:
                     record |= {"status": "oom", "reason": str(exc).splitlines()[0][:300]}
-                    out_of_memory = True
+                    failed = True
                     oom_at[(on, impl)] = seq_len
-                if out_of_memory and session is not None:  # outside `except`: its traceback holds tensors
+                except Exception as exc:  # noqa: BLE001 - e.g. an implementation whose kernels are missing: recorded
+                    record |= {"status": "error", "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                    failed = True  # start from a fresh model: the failed step may have left state behind
+                if failed and session is not None:  # outside `except`: its traceback holds tensors
                     session.release()
                     session = None
             results.append(record)
@@ -179,8 +190,10 @@ def summary_line(record: dict) -> str:
     m, p = record["metrics"], record["planned"]
     mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "-"
     ratio = record["ratios"]["memory"]
-    return (f"{head} peak {m['peak_memory_bytes'] / 2**30:7.2f} GiB ({m['memory_kind']}; planned "
-            f"{p['memory_gib']:.2f}, x{ratio:.2f}) step {m['step_time_s']:.3f} s {m['tokens_per_s']:,.0f} tok/s MFU {mfu}")
+    return (
+        f"{head} peak {m['peak_memory_bytes'] / 2**30:7.2f} GiB ({m['memory_kind']}; planned "
+        f"{p['memory_gib']:.2f}, x{ratio:.2f}) step {m['step_time_s']:.3f} s {m['tokens_per_s']:,.0f} tok/s MFU {mfu}"
+    )
 
 
 def plan_only_table(piece: Slice, matrix: Matrix, gpu_key: str) -> list[str]:
@@ -190,9 +203,9 @@ def plan_only_table(piece: Slice, matrix: Matrix, gpu_key: str) -> list[str]:
 
     card = get_gpu(gpu_key)
     lora = recipe_lora(piece.model)
-    rows = [f"| model | layers (dense+MoE) | method | checkpointing | seq | planned GiB (allocator view) "
-            f"| fits {card.name} | planned tokens/s | GFLOP per token |",
-            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    header = (f"| model | layers (dense+MoE) | method | checkpointing | seq | planned GiB (allocator view) "
+              f"| fits {card.name} | planned tokens/s | GFLOP per token |")  # fmt: skip
+    rows = [header, "|---|---|---|---|---|---|---|---|---|"]
     for method in matrix.methods:
         for on in matrix.checkpointing:
             for seq_len in matrix.seq_lens:

@@ -57,17 +57,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peak-tflops", type=float, help="dense bf16 peak for MFU when the card is not in the catalog")
     p.add_argument("--out", type=Path, help="append the records (JSON lines) to this file")
     p.add_argument("--list-experts", action="store_true", help="print the expert implementations and exit")
-    p.add_argument("--plan-only", metavar="GPU", nargs="?", const="h100-80gb",
-                   help="print the planner's figures for the matrix on GPU (default h100-80gb); run nothing")
+    p.add_argument(
+        "--plan-only",
+        metavar="GPU",
+        nargs="?",
+        const="h100-80gb",
+        help="print the planner's figures for the matrix on GPU (default h100-80gb); run nothing",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-report", help="markdown table of benchmark records: measured vs planned")
     p.add_argument("results", type=Path, nargs="+", help="JSON-lines files written by `bench --out`")
-    p.add_argument("--cpu", action="store_true",
-                   help="render CPU records (labelled as CPU figures); without it only GPU records are accepted")
+    p.add_argument(
+        "--cpu",
+        action="store_true",
+        help="render CPU records (labelled as CPU figures); without it only GPU records are accepted",
+    )
     p.add_argument("--fit", action="store_true", help="also fit the planner's coefficients and re-check it")
-    p.add_argument("--replan", action="store_true",
-                   help="recompute the planned figures with the planner as it is now (after changing it)")
+    p.add_argument(
+        "--replan",
+        action="store_true",
+        help="recompute the planned figures with the planner as it is now (after changing it)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench-slice", help="save a GLM-4.5 slice (random weights) as a local Hugging Face folder")
@@ -122,7 +133,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     label = "GPU" if device.kind == "gpu" else "CPU (not GPU figures)"
     print(f"{label}: {device.name}; slice {piece.describe()}", file=sys.stderr)
     results = run_matrix(piece, matrix, device, args.out)
-    return 0 if any(r["status"] == "ok" for r in results) else 1
+    statuses = {r["status"] for r in results}
+    return 0 if "ok" in statuses and "error" not in statuses else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ IGNORE = -100  # the label both frameworks give tokens the loss skips
 
 
 def spans(tokenizer, ids: list[int], labels: list[int]) -> list[str]:
-    """The decoded runs of consecutive tokens whose label is not ignored."""
+    """The decoded runs of consecutive trained labels. The labels, not the input ids, are decoded: a template
+    may train another token than the one in the input (LLaMA-Factory's built-in GLM template puts
+    `<|endoftext|>` where the text has `<|user|>`), and that is what the model learns."""
     out, current = [], []
-    for token, label in zip(ids, labels):
+    for _token, label in zip(ids, labels):
         if label != IGNORE:
-            current.append(token)
+            current.append(label)
         elif current:
             out.append(tokenizer.decode(current))
             current = []

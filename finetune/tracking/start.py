@@ -6,9 +6,9 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from finetune.tracking import MANIFEST_ENV
 from finetune.tracking.identity import claim_identity
 from finetune.tracking.manifest import build_manifest, manifest_name, write_manifest
-from finetune.tracking import MANIFEST_ENV
 from finetune.tracking.plan import wandb_env
 
 if TYPE_CHECKING:
