@@ -17,8 +17,8 @@
 # 100 GiB even at 2k (the embeddings and output head alone are 1.55 B parameters at 18 bytes each): on an 80 GB
 # card it is expected to run out of memory, which is recorded as such, and longer sequences are then skipped.
 #
-# Environment: SKIP_SETUP=1 skips ./setup.sh; SLICE_DIR (default: a temporary folder) holds the saved 7.7 GB Air
-# slice for the framework runs and is deleted at the end; STEPS / WARMUP set measured / warm-up steps (3 / 1).
+# Environment: SKIP_SETUP=1 skips ./setup.sh; SLICE_DIR (a new folder; default: a temporary one, deleted at the
+# end) holds the saved 7.7 GB Air slice for the framework runs; STEPS / WARMUP: measured / warm-up steps (3 / 1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +39,11 @@ GPU=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')
 SLUG=$(echo "$GPU" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//')
 OUT=${1:-bench/results/$(date -u +%Y%m%d-%H%M)-$SLUG}
 mkdir -p "$OUT"
-SLICE_DIR=${SLICE_DIR:-$(mktemp -d -t glm45-air-slice-XXXX)/slice}
+SLICE_TMP=""
+if [[ -z "${SLICE_DIR:-}" ]]; then
+    SLICE_TMP=$(mktemp -d -t glm45-air-slice-XXXX)
+    SLICE_DIR=$SLICE_TMP/slice
+fi
 START=$SECONDS
 echo "GPU: $GPU; results: $OUT"
 
@@ -75,7 +79,7 @@ for RECIPE in llamafactory/glm45-air_lora_4xh100 swift/glm45-air_lora_4xh100; do
     phase "$RECIPE on the slice" "$PY" -m finetune bench-framework "$RECIPE" --slice "$SLICE_DIR" --steps 2 \
         --run-dir "$OUT/runs/${RECIPE//\//-}" --out "$OUT/frameworks.jsonl"
 done
-rm -rf "$(dirname "$SLICE_DIR")"
+[[ -n "$SLICE_TMP" ]] && rm -rf "$SLICE_TMP"  # only the folder this script made
 
 phase "start-up timings" bash -c "'$PY' bench/startup_time.py --runs 5 --importtime > '$OUT/startup.md'"
 

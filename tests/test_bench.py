@@ -237,3 +237,14 @@ def test_replan_recomputes_the_same_figures_with_an_unchanged_planner(tiny_resul
         again = replan(r)
         assert again["planned"] == r["planned"]
         assert again["ratios"]["memory"] == pytest.approx(r["ratios"]["memory"])
+
+
+def test_framework_step_records_follow_the_same_device_rule():
+    row = {"kind": "framework_step", "device": "cpu", "device_kind": "cpu", "versions": {}, "status": "ok",
+           "recipe": "llamafactory/glm45-air_lora_4xh100", "slice": {"model": "glm-4.5-air", "layers": 2, "tiny": True},
+           "metrics": {"wall_s": 20.0, "peak_device_memory_bytes": None,
+                       "last_log": json.dumps({"loss": 5.7, "current_steps": 2})}}  # fmt: skip
+    with pytest.raises(report.NotGpuRecords):
+        report.render([row])
+    text = report.render([row], allow_cpu=True)
+    assert "NOT GPU figures" in text and "loss 5.7, current_steps 2" in text

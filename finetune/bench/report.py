@@ -7,6 +7,7 @@ figures; so a CPU number can never pass for a GPU one.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from finetune.errors import FinetuneError
@@ -105,6 +106,17 @@ def experts_table(records: list[dict]) -> list[str]:
     return rows
 
 
+LOG_KEYS = ("loss", "elapsed_time", "memory(GiB)", "train_speed(s/it)", "current_steps", "global_step/max_steps")
+
+
+def _log_excerpt(last_log: str | None) -> str:
+    """The figures worth a table cell from a framework's last step log line."""
+    if not last_log:
+        return "-"
+    row = json.loads(last_log)
+    return ", ".join(f"{k} {row[k]}" for k in LOG_KEYS if k in row) or "-"
+
+
 def framework_table(records: list[dict]) -> list[str]:
     steps = [r for r in records if r.get("kind") == "framework_step"]
     if not steps:
@@ -115,7 +127,7 @@ def framework_table(records: list[dict]) -> list[str]:
         m = r.get("metrics") or {}
         rows.append(f"| {r['recipe']} | {r.get('slice', {}).get('model', '?')} {r.get('slice', {}).get('layers', '?')}L "
                     f"| {r['status']} | {m.get('wall_s', 0):.0f} | {_gib(m.get('peak_device_memory_bytes'))} "
-                    f"| {m.get('last_log', '-')} |")  # fmt: skip
+                    f"| {_log_excerpt(m.get('last_log'))} |")  # fmt: skip
     return rows
 
 
@@ -163,7 +175,8 @@ def _section(title: str, records: list[dict], fit: bool) -> list[str]:
     lines = [title, ""]
     versions = records[0].get("versions", {})
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".")
-    lines += ["", *train_table(records)]
+    if any(r.get("kind") == "train_step" for r in records):
+        lines += ["", *train_table(records)]
     experts = experts_table(records)
     if experts:
         lines += ["", "Expert implementations side by side:", "", *experts]

@@ -70,10 +70,9 @@ def _base_record(piece: Slice, device: measure.Device, method: str, on: bool, se
 
 
 def _planned(piece: Slice, device: measure.Device, method: str, on: bool, seq_len: int, matrix: Matrix, lora):
-    plan = compare.planned(piece.config, method=method, checkpointing=on, seq_len=seq_len,
+    return compare.planned(piece.config, method=method, checkpointing=on, seq_len=seq_len,
                            micro_batch=matrix.micro_batch, lora=compare.lora_spec(lora.rank, lora.targets),
                            gpu_key=device.planner_gpu)  # fmt: skip
-    return plan
 
 
 def measure_config(

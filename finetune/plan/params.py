@@ -16,6 +16,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal
 
 from finetune.paths import cache_dir
@@ -314,10 +315,22 @@ def compute_counts(config: dict[str, Any], spec: LoraSpec | None) -> ParamCounts
     )
 
 
+KNOWN_COUNTS = Path(__file__).with_name("known_counts.json")
+
+
+def known_counts() -> dict[str, dict[str, Any]]:
+    """Counts shipped for the recipes in this repository (keyed like the cache, so only valid for the pinned
+    library versions): a first `plan` or `launch` needs no torch import. `refresh_known_counts` rewrites them."""
+    return json.loads(KNOWN_COUNTS.read_text()) if KNOWN_COUNTS.is_file() else {}
+
+
 def count_params(config: dict[str, Any], spec: LoraSpec | None = None, *, use_cache: bool = True) -> ParamCounts:
     """Counts for `config` (a config.json dict) and an optional LoRA; cached, so only the first call is slow."""
     versions = library_versions()
-    path = cache_dir() / "plan" / f"params-{cache_key(config, spec, versions)}.json"
+    key = cache_key(config, spec, versions)
+    path = cache_dir() / "plan" / f"params-{key}.json"
+    if use_cache and key in known_counts():
+        return ParamCounts(**known_counts()[key])
     if use_cache and path.is_file():
         try:
             return ParamCounts(**json.loads(path.read_text()))
@@ -330,3 +343,28 @@ def count_params(config: dict[str, Any], spec: LoraSpec | None = None, *, use_ca
         tmp.write_text(json.dumps(asdict(counts), indent=1, sort_keys=True))
         tmp.replace(path)
     return counts
+
+
+def refresh_known_counts() -> int:
+    """Plan every shipped recipe in an empty cache and ship the counts that took; returns how many."""
+    import os
+    import tempfile
+
+    from finetune.plan import plan_recipe
+    from finetune.recipe import all_recipes
+
+    previous = os.environ.get("FINETUNE_CACHE")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["FINETUNE_CACHE"] = tmp
+        KNOWN_COUNTS.unlink(missing_ok=True)
+        try:
+            for recipe in all_recipes():
+                plan_recipe(recipe)
+        finally:
+            if previous is None:
+                os.environ.pop("FINETUNE_CACHE")
+            else:
+                os.environ["FINETUNE_CACHE"] = previous
+        found = {p.stem.removeprefix("params-"): json.loads(p.read_text()) for p in Path(tmp, "plan").glob("params-*.json")}
+    KNOWN_COUNTS.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    return len(found)
