@@ -60,7 +60,7 @@ def _terminate(proc: subprocess.Popen) -> None:
 
 
 def execute(plan: LaunchPlan) -> int:
-    topo, run_dir = plan.topology, plan.run_dir
+    topo = plan.topology
     host = socket.gethostname()
     group = None
     if topo.nnodes > 1:  # meet the other nodes before anything is written
@@ -68,13 +68,25 @@ def execute(plan: LaunchPlan) -> int:
 
         group = NodeGroup(topo.master_addr, topo.master_port, topo.nnodes, topo.node_rank, plan.join_timeout)
         group.join(plan.config_sha256, host)
+        group.start_heartbeat()
         print(f"all {topo.nnodes} nodes joined with the same config", flush=True)
+    try:
+        return _run(plan, group, host)
+    except BaseException as exc:
+        if group is not None:  # tell the other nodes at once instead of leaving them to time out
+            group.report_failure(f"{type(exc).__name__} on {host}: {exc}")
+        raise
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _run(plan: LaunchPlan, group, host: str) -> int:
+    topo, run_dir = plan.topology, plan.run_dir
     claim_run_dir(run_dir, topo.node_rank, plan.files, plan.attempt)
     plan.env.update(start_tracking(plan))  # the wandb run and the launch manifest (finetune/tracking)
     write_launch_record(run_dir, topo.node_rank, launch_record(plan), plan.attempt)
     log_path = run_dir / LOGS_NAME / f"node{topo.node_rank}.log"
-    if group is not None:
-        group.start_heartbeat()
 
     stop = stop_file(run_dir, topo.node_rank)
     stop.unlink(missing_ok=True)  # a stop request of an earlier attempt is not this one's
@@ -124,8 +136,6 @@ def execute(plan: LaunchPlan) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if group is not None:
-            group.close()
 
 
 def _peer_behind(group, window_s: float = 12.0):

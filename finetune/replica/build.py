@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -106,9 +106,14 @@ def build_replica(model_name: str, out: Path) -> Path:
         staging = Path(tmp) / "replica"
         _build_into(spec, staging)
         (staging / STAMP).write_text(json.dumps({"model": spec.name, "fingerprint": fingerprint}, indent=2) + "\n")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        shutil.move(str(staging), out)
+        try:
+            if out.exists():
+                out.rmdir()  # empty, checked above
+            os.rename(staging, out)  # atomic: readers see no replica or a whole one
+        except OSError:
+            # another process (a second node's launcher, a parallel test) finished the same build first
+            if not (stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint):
+                raise
     return out
 
 
