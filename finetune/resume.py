@@ -19,6 +19,13 @@ from finetune.overrides import format_override
 from finetune.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 
 
+def _first(flag: int | None, variable: str, recorded: int) -> int:
+    """A flag, else the environment (a requeued job may get another port), else what the run recorded."""
+    if flag is not None:
+        return flag
+    return int(os.environ[variable]) if os.environ.get(variable) else recorded
+
+
 def _attempts(run_dir: Path, node_rank: int) -> int:
     return len(list(run_dir.glob(f"launch-node{node_rank}.attempt*.json")))
 
@@ -45,9 +52,9 @@ def resume_request(req):
         dataset=record["dataset"] if record.get("dataset_prepared") else None,
         overrides=[format_override(k, v) for k, v in record["overrides"].items()],
         run_dir=run_dir,
-        nnodes=req.nnodes if req.nnodes is not None else topology["nnodes"],
-        nproc_per_node=req.nproc_per_node if req.nproc_per_node is not None else topology["nproc_per_node"],
-        master_port=req.master_port if req.master_port is not None else topology["master_port"],
+        nnodes=_first(req.nnodes, "NNODES", topology["nnodes"]),
+        nproc_per_node=_first(req.nproc_per_node, "NPROC_PER_NODE", topology["nproc_per_node"]),
+        master_port=_first(req.master_port, "MASTER_PORT", topology["master_port"]),
         resume=None,
     )
     return resumed, _attempts(run_dir, node_rank) + 1, checkpoint, skipped

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,17 +46,26 @@ def _args(recipe_id: str, replica: Path, steps: int, **extra) -> list[str]:
     return [a for k, v in overrides.items() for a in ("--set", format_override(k, v))]
 
 
-def _start(node_rank: int, nnodes: int, port: int, *args: str) -> subprocess.Popen:
+class Node(subprocess.Popen):
+    """A launcher process whose output goes to a file (a pipe nobody reads while it runs would fill and block)."""
+
+    def output(self) -> str:
+        self.stdout.seek(0)
+        return self.stdout.read()
+
+
+def _start(node_rank: int, nnodes: int, port: int, *args: str) -> Node:
     env = {**os.environ, "NNODES": str(nnodes), "NODE_RANK": str(node_rank), "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port), "NPROC_PER_NODE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tempfile.TemporaryFile("w+")
+    return Node([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _two_nodes(*args: str, timeout: float = 600) -> list[tuple[int, str]]:
     port = _port()
     procs = [_start(rank, 2, port, *args) for rank in (0, 1)]
-    return [(p.wait(timeout=timeout), p.stdout.read()) for p in procs]
+    return [(p.wait(timeout=timeout), p.output()) for p in procs]
 
 
 def _tree(pid: int) -> list[int]:
@@ -113,7 +123,7 @@ def test_a_node_that_never_arrives_is_named(tmp_path, air_replica):
     proc = _start(0, 2, _port(), LF, "--model", str(air_replica), "--run-dir", str(tmp_path / "lonely"),
                   "--join-timeout", "8", *_args(LF, air_replica, 2))
     code = proc.wait(timeout=120)
-    out = proc.stdout.read()
+    out = proc.output()
     assert code == 2 and time.monotonic() - start < 60
     assert "Node(s) 1 of 2 did not join within 8 s" in out
 
@@ -124,7 +134,7 @@ def test_nodes_with_different_configs_refuse_to_start(tmp_path, air_replica):
     node0 = _start(0, 2, port, LF, *common, *_args(LF, air_replica, 2))
     node1 = _start(1, 2, port, LF, "--model", str(air_replica), "--run-dir", str(tmp_path / "b"),
                    "--join-timeout", "60", *_args(LF, air_replica, 2, learning_rate=0.5))
-    outs = [(p.wait(timeout=180), p.stdout.read()) for p in (node0, node1)]
+    outs = [(p.wait(timeout=180), p.output()) for p in (node0, node1)]
     assert all(code == 2 for code, _ in outs)
     assert any("Nodes rendered different configs" in out and "Node(s) 1" in out for _, out in outs)
 
@@ -138,13 +148,13 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     nodes = [_start(rank, 2, port, *args) for rank in (0, 1)]
     deadline = time.monotonic() + 300
     while latest_complete(run_dir / "output")[0] is None:  # wait for a first complete checkpoint
-        assert time.monotonic() < deadline and nodes[0].poll() is None, nodes[0].stdout.read()[-3000:]
+        assert time.monotonic() < deadline and nodes[0].poll() is None, nodes[0].output()[-3000:]
         time.sleep(1)
     for pid in _tree(nodes[1].pid):  # node 1 disappears: launcher, torchrun and workers
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     code = nodes[0].wait(timeout=120)
-    out = nodes[0].stdout.read()
+    out = nodes[0].output()
     assert code != 0 and time.monotonic() - killed_at < 90
     assert "Node 1 failed" in out
 
@@ -169,11 +179,11 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
 
 def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
     run_dir = tmp_path / "term"
-    proc = subprocess.Popen([sys.executable, "-m", "finetune", "launch", LF, "--model", str(air_replica),
-                             "--run-dir", str(run_dir), "--nnodes", "1", "--nproc-per-node", "1", "--master-port",
-                             str(_port()), *_args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)],
-                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = Node([sys.executable, "-m", "finetune", "launch", LF, "--model", str(air_replica),
+                 "--run-dir", str(run_dir), "--nnodes", "1", "--nproc-per-node", "1", "--master-port",
+                 str(_port()), *_args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)],
+                cwd=REPO_ROOT, stdout=tempfile.TemporaryFile("w+"), stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"})
     log = run_dir / "logs" / "node0.log"
     deadline = time.monotonic() + 300
     while not (log.is_file() and "'loss'" in log.read_text()):
@@ -181,7 +191,7 @@ def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=180)
-    out = proc.stdout.read()
+    out = proc.output()
     assert code == 0, out[-3000:]
     assert "asking the trainers to checkpoint and stop" in out
     checkpoint, skipped = latest_complete(run_dir / "output")
