@@ -49,17 +49,19 @@ def _args(recipe_id: str, replica: Path, steps: int, **extra) -> list[str]:
 class Node(subprocess.Popen):
     """A launcher process whose output goes to a file (a pipe nobody reads while it runs would fill and block)."""
 
+    def __init__(self, argv: list[str], **kwargs) -> None:
+        self.log = tempfile.TemporaryFile("w+")
+        super().__init__(argv, stdout=self.log, stderr=subprocess.STDOUT, text=True, **kwargs)
+
     def output(self) -> str:
-        self.stdout.seek(0)
-        return self.stdout.read()
+        self.log.seek(0)
+        return self.log.read()
 
 
 def _start(node_rank: int, nnodes: int, port: int, *args: str) -> Node:
     env = {**os.environ, "NNODES": str(nnodes), "NODE_RANK": str(node_rank), "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port), "NPROC_PER_NODE": "1", "OMP_NUM_THREADS": "1"}
-    log = tempfile.TemporaryFile("w+")
-    return Node([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env, stdout=log,
-                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return Node([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env, start_new_session=True)
 
 
 def _two_nodes(*args: str, timeout: float = 600) -> list[tuple[int, str]]:
@@ -182,8 +184,7 @@ def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
     proc = Node([sys.executable, "-m", "finetune", "launch", LF, "--model", str(air_replica),
                  "--run-dir", str(run_dir), "--nnodes", "1", "--nproc-per-node", "1", "--master-port",
                  str(_port()), *_args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)],
-                cwd=REPO_ROOT, stdout=tempfile.TemporaryFile("w+"), stderr=subprocess.STDOUT, text=True,
-                env={**os.environ, "OMP_NUM_THREADS": "1"})
+                cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     log = run_dir / "logs" / "node0.log"
     deadline = time.monotonic() + 300
     while not (log.is_file() and "'loss'" in log.read_text()):
