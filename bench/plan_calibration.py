@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune.models import get_model
-from finetune.plan import plan_setup, what_if
-from finetune.plan.memory import GIB, max_seq_len
-from finetune.plan.params import LoraSpec
-from finetune.plan.recipe_setup import DeepSpeedSettings, TrainingSetup
+from finetune.recipes.models import get_model
+from finetune.planner import plan_setup, what_if
+from finetune.planner.memory import GIB, max_seq_len
+from finetune.planner.params import LoraSpec
+from finetune.frameworks.setup import DeepSpeedSettings, TrainingSetup
 
 # Qwen/Qwen3-30B-A3B config.json values (the model of ms-swift's Megatron vs DeepSpeed comparison)
 QWEN3_30B_A3B = {

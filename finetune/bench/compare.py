@@ -1,6 +1,6 @@
 """What the planner predicts for the very slice and configuration a benchmark step ran, and the ratios.
 
-The planner (`finetune.plan`) is asked about the slice as it is: its own config.json values (so the parameter
+The planner (`finetune.planner`) is asked about the slice as it is: its own config.json values (so the parameter
 counts come from the slice built on the meta device), one GPU, no ZeRO partitioning, micro-batch 1, the measured
 sequence length, method and gradient checkpointing. Memory is compared in the allocator's view: the planner's
 total less its fixed 3 GiB for the CUDA context and NCCL buffers, which `torch.cuda.max_memory_allocated` never
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.plan.memory import FIXED_OVERHEAD, GIB, PlanInputs, estimate
-from finetune.plan.params import LoraSpec, ModelShape, count_params
+from finetune.planner.memory import FIXED_OVERHEAD, GIB, PlanInputs, estimate
+from finetune.planner.params import LoraSpec, ModelShape, count_params
 
 STATIC_TERMS = ("weights", "grads", "optimizer", "gathered")  # allocated once, whatever the sequence length
 NOMINAL_GPU = "h100-80gb"  # the planner's card for memory capacity when the device is not in its catalog
@@ -82,7 +82,7 @@ def slice_inputs(
 
 def gpu_key_for(device_name: str) -> str | None:
     """The planner's catalog key for a device name as torch reports it ('NVIDIA H100 80GB HBM3'), or None."""
-    from finetune.plan.gpus import CATALOG
+    from finetune.planner.gpus import CATALOG
 
     name = device_name.upper()
     for marker, key in (("H200", "h200"), ("H100", "h100-80gb"), ("H20", "h20-96gb"), ("A100", "a100-80gb")):
@@ -95,8 +95,8 @@ def planned(
     config: dict[str, Any], *, method: str, checkpointing: bool, seq_len: int, micro_batch: int = 1,
     lora: LoraSpec | None = None, gpu_key: str | None = None,
 ) -> Planned:  # fmt: skip
-    from finetune.plan.gpus import get_gpu
-    from finetune.plan.throughput import estimate_throughput, flops_per_token
+    from finetune.planner.gpus import get_gpu
+    from finetune.planner.throughput import estimate_throughput, flops_per_token
 
     inputs, active = slice_inputs(config, method=method, checkpointing=checkpointing, seq_len=seq_len,
                                   micro_batch=micro_batch, lora=lora)  # fmt: skip

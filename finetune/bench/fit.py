@@ -61,8 +61,8 @@ def memory_fit(records: list[dict]) -> dict[str, dict[str, float]]:
 def _planner_layer_bytes(r: dict, checkpointing: bool) -> float:
     """The planner's bytes per token of one more MoE layer for the record's model and mode."""
     from finetune.bench.slice import make_slice
-    from finetune.plan.memory import layer_activation_bytes
-    from finetune.plan.params import ModelShape
+    from finetune.planner.memory import layer_activation_bytes
+    from finetune.planner.params import ModelShape
 
     s = r["slice"]
     shape = ModelShape.from_config(make_slice(s["model"], s["layers"], tiny=s["tiny"]).config)

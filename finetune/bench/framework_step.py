@@ -88,8 +88,8 @@ def run_framework_step(
     """Launch `recipe_id` on the slice for `steps` optimizer steps (one process); the record is returned and
     appended to `out`."""
     from finetune.frameworks import get_framework
-    from finetune.overrides import format_override
-    from finetune.recipe import resolve_recipe
+    from finetune.recipes.overrides import format_override
+    from finetune.recipes.recipe import resolve_recipe
 
     slice_dir = Path(slice_dir).resolve()
     summary = _slice_summary(slice_dir)

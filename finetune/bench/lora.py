@@ -18,7 +18,7 @@ class RecipeLora:
 
 def recipe_lora(model: str) -> RecipeLora:
     """The LoRA of the LLaMA-Factory LoRA recipe for `model` (the tiny slices use the same recipe's targets)."""
-    from finetune.recipe import all_recipes
+    from finetune.recipes.recipe import all_recipes
 
     for recipe in all_recipes():
         if recipe.framework == "llamafactory" and recipe.meta.model == model and recipe.meta.method == "lora":

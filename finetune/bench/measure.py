@@ -42,7 +42,7 @@ def detect(requested: str | None = None, peak_tflops: float | None = None) -> De
     import torch
 
     from finetune.bench.compare import gpu_key_for
-    from finetune.plan.gpus import get_gpu
+    from finetune.planner.gpus import get_gpu
 
     want = requested or ("cuda" if torch.cuda.is_available() else "cpu")
     if want == "cpu":

@@ -198,7 +198,7 @@ def summary_line(record: dict) -> str:
 def plan_only_table(piece: Slice, matrix: Matrix, gpu_key: str) -> list[str]:
     """The planner's figures for every configuration of the matrix, without running anything (any machine):
     what the measurements will be set against."""
-    from finetune.plan.gpus import get_gpu
+    from finetune.planner.gpus import get_gpu
 
     card = get_gpu(gpu_key)
     lora = recipe_lora(piece.model)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.errors import FinetuneError
-from finetune.models import get_model
+from finetune.recipes.models import get_model
 
 NOT_MODEL_KWARGS = ("model_type", "architectures", "torch_dtype", "dtype")
 STAMP = "bench_slice.json"  # what a saved slice is: model, layers of each kind, shapes

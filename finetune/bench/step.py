@@ -90,14 +90,14 @@ class Session:
 
 def _lora_targets(model, lora: RecipeLora) -> list[str]:
     if lora.targets == ("all",):  # LLaMA-Factory's `all`: every Linear but the output head
-        from finetune.plan.params import all_linear_names
+        from finetune.planner.params import all_linear_names
 
         return all_linear_names(model)
     return list(lora.targets)
 
 
 def _count_adapted(model) -> dict[str, int]:
-    from finetune.components import component_of
+    from finetune.recipes.components import component_of
 
     counts: dict[str, int] = {}
     for name, p in model.named_parameters():

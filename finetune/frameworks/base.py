@@ -14,8 +14,8 @@ from finetune.errors import FinetuneError
 from finetune.paths import REPO_ROOT, cache_dir
 
 if TYPE_CHECKING:
-    from finetune.datasets import PreparedDataset
-    from finetune.recipe import RecipeMeta
+    from finetune.prepare.datasets import PreparedDataset
+    from finetune.recipes.recipe import RecipeMeta
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class Framework:
         deepspeed = config.get(self.deepspeed_key())
         if isinstance(deepspeed, str) and Path(deepspeed).is_file():
             digest.update(Path(deepspeed).read_bytes())
-        for module in (self.check_module, "finetune.frameworks.deepspeed_check"):
+        for module in (self.check_module, "finetune.frameworks.trainer.deepspeed_check"):
             digest.update((REPO_ROOT / (module.replace(".", "/") + ".py")).read_bytes())
         env = self.python().parent.parent
         digest.update(str(env).encode())

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from finetune.datasets import LF_REGISTRY, MANIFEST
+from finetune.prepare.datasets import LF_REGISTRY, MANIFEST
 from finetune.prepare.readers import Source, _arrow_files
 
 FORMAT_VERSION = 1

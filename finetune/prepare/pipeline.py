@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.datasets import LF_REGISTRY, PreparedDataset, data_root, load_prepared
+from finetune.prepare.datasets import LF_REGISTRY, PreparedDataset, data_root, load_prepared
 from finetune.errors import FinetuneError
 from finetune.prepare.formats import KINDS, LAYOUTS, ConvertOptions, RowConverter
 from finetune.prepare.jsonio import dumps
@@ -376,7 +376,7 @@ def _seq_len(options: PrepareOptions) -> int | None:
     if not options.recipe:
         return None
     from finetune.frameworks import get_framework
-    from finetune.recipe import resolve_recipe
+    from finetune.recipes.recipe import resolve_recipe
 
     recipe = resolve_recipe(options.recipe)
     return get_framework(recipe.framework).shape(recipe.config).seq_len

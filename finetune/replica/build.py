@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.errors import FinetuneError
-from finetune.models import ModelSpec, get_model
+from finetune.recipes.models import ModelSpec, get_model
 from finetune.paths import cache_dir
 from finetune.replica.tokenizer import CHAT_TEMPLATE_PATH, EOS_TOKENS, SPECIAL_TOKENS, vocab_size_padded
 

@@ -20,7 +20,7 @@ from finetune.tracking.redaction import redact
 
 if TYPE_CHECKING:
     from finetune.frameworks.base import Framework
-    from finetune.launch import LaunchPlan
+    from finetune.launch.plan import LaunchPlan
 
 FORMAT_VERSION = 1
 KEY_PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "deepspeed", "wandb",

@@ -12,14 +12,14 @@ from finetune.tracking.manifest import build_manifest, manifest_name, write_mani
 from finetune.tracking.plan import wandb_env
 
 if TYPE_CHECKING:
-    from finetune.launch import LaunchPlan
+    from finetune.launch.plan import LaunchPlan
 
 
 def start_tracking(plan: LaunchPlan) -> dict[str, str]:
     """Claim (or join) the run directory's wandb run, write the manifest on node 0, and return the environment
     the trainers need on top of the plan's: the manifest's path and the WANDB_* of the run that holds (another
     node may have claimed the directory first)."""
-    from finetune.launch import launch_record
+    from finetune.launch.plan import launch_record
 
     env: dict[str, str] = {}
     tracking = getattr(plan, "tracking", None)

@@ -1,11 +1,11 @@
 """ms-swift plugin: registers the sample GLM-4.5 rewards as `glm45_answer` and `glm45_format`.
 
-Loaded by GRPO recipes through `external_plugins`; the scoring itself lives in `finetune/rewards.py`.
+Loaded by GRPO recipes through `external_plugins`; the scoring itself lives in `finetune/glm/rewards.py`.
 """
 
 from swift.rewards import ORM, orms
 
-from finetune.rewards import answer_reward, format_reward
+from finetune.glm.rewards import answer_reward, format_reward
 
 
 class Glm45Answer(ORM):

@@ -1,0 +1,92 @@
+"""`recipes` (alias `ls`), `show` and `validate`: the catalog and one recipe, resolved and checked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from finetune.cli.common import add_render_args, launch_request
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipes", aliases=["ls"], help="list recipes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--sync-headers", action="store_true", help="regenerate every recipe's comment header")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("show", help="print one recipe, resolved (no checks run)")
+    add_render_args(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("validate", help="check a recipe (with overrides) with the framework's own parser")
+    add_render_args(p)
+    p.set_defaults(func=cmd_validate)
+
+
+def catalog_rows() -> list[dict]:
+    from finetune.frameworks import get_framework
+    from finetune.recipes.recipe import all_recipes
+
+    return [
+        {
+            "id": r.id,
+            "path": str(r.path),
+            "framework": r.framework,
+            "model": r.meta.model,
+            "method": r.meta.method,
+            "nodes": r.meta.nodes,
+            "gpus_per_node": r.meta.gpus_per_node,
+            "gpu": r.meta.gpu,
+            "seq_len": get_framework(r.framework).shape(r.config).seq_len,
+            "lora_adapts": r.meta.lora_adapts,
+            "title": r.meta.title,
+        }
+        for r in all_recipes()
+    ]
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    if args.sync_headers:
+        from finetune.planner.headers import sync_header
+        from finetune.recipes.recipe import all_recipes
+
+        for recipe in all_recipes():
+            if sync_header(recipe):
+                print(f"updated {recipe.path}")
+        return 0
+    rows = catalog_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="GLM-4.5 recipes")
+    for col in ("id", "model", "method", "cluster", "seq len"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("what it trains")
+    for r in rows:
+        cluster = f"{r['nodes']} x {r['gpus_per_node']} {r['gpu']}"
+        table.add_row(r["id"], r["model"], r["method"], cluster, f"{r['seq_len']:,}", r["title"])
+    Console(width=max(Console().width, 120)).print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from finetune.launch.plan import CONFIG_NAME, plan_launch
+
+    plan = plan_launch(launch_request(args), check=False, preview=True)
+    print(plan.recipe.header, end="")
+    print(f"# resolved {plan.framework.display_name} config ({plan.recipe.path}):")
+    print(plan.files[CONFIG_NAME].split("\n", 1)[1], end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from finetune.launch.plan import plan_launch
+
+    plan = plan_launch(launch_request(args), preview=True)
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
+    print(f"{plan.recipe.id}: {plan.framework.display_name} accepts the rendered config.")
+    return 0

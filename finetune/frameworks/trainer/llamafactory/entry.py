@@ -1,0 +1,33 @@
+"""Runs inside the LLaMA-Factory environment: `python -m finetune.frameworks.trainer.llamafactory.entry CONFIG` under
+torchrun to train, `python -m finetune.frameworks.trainer.llamafactory.entry export JSON` to merge an adapter.
+
+LLaMA-Factory's own entries (`run_exp`, `export_model`) do the work exactly as `llamafactory-cli train|export`
+would; this module first registers the repository's GLM-4.5 template (`glm45`) with LLaMA-Factory and hands the
+trainer the repository's callbacks (graceful stop on SIGTERM, tracking).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main() -> None:
+    import finetune.frameworks.trainer.llamafactory.template  # noqa: F401 - registers the `glm45` template
+
+    if len(sys.argv) == 3 and sys.argv[1] == "export":
+        from llamafactory.train.tuner import export_model
+
+        export_model(json.loads(sys.argv[2]))
+        return
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: llamafactory_entry CONFIG.yaml | llamafactory_entry export '{JSON arguments}'")
+    from llamafactory.train.tuner import run_exp
+
+    from finetune.frameworks.trainer.callbacks import trainer_callbacks
+
+    run_exp(callbacks=trainer_callbacks())  # reads sys.argv[1], the YAML, like llamafactory-cli train
+
+
+if __name__ == "__main__":
+    main()

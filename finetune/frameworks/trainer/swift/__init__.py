@@ -1,0 +1,1 @@
+"""Runs inside the ms-swift environment: entry, parser check, dataset rendering."""

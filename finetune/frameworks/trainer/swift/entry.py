@@ -1,0 +1,87 @@
+"""Runs inside the ms-swift environment under torchrun: `python -m finetune.frameworks.trainer.swift.entry sft CONFIG`.
+
+The YAML becomes flags through ms-swift's own config reader, then ms-swift's own command module runs as if it
+had been started as `swift sft CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+COMMAND_MODULES = {
+    ("sft",): "swift.cli.sft",
+    ("rlhf",): "swift.cli.rlhf",
+    ("megatron", "sft"): "swift.cli._megatron.sft",
+    ("megatron", "rlhf"): "swift.cli._megatron.rlhf",
+}
+
+
+def _gloo_for_deepspeed_without_gpu() -> None:
+    """Without a GPU, accelerate 1.15 finds no process-group backend for DeepSpeed and counts a world of one
+    (DeepSpeed's batch-size check then fails); name gloo for it. Does nothing where CUDA is available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    from accelerate.state import PartialState
+
+    original = PartialState._prepare_backend
+
+    def prepare_backend(self, cpu=False, sagemaker_dp=False, backend=None):
+        found, kind = original(self, cpu, sagemaker_dp, backend)
+        return found or "gloo", kind
+
+    PartialState._prepare_backend = prepare_backend
+
+
+def _register_callbacks(flags: list[str]) -> None:
+    """ms-swift builds trainer callbacks by name from its `callbacks_map` (calling `cls(args, trainer)`): register
+    each of the repository's callbacks under a name of its own and ask for them all."""
+    if "megatron" in sys.argv[1:2]:
+        return  # Megatron-SWIFT does not use the Hugging Face trainer
+    from swift.callbacks import callbacks_map
+
+    from finetune.frameworks.trainer.callbacks import trainer_callbacks
+
+    names = []
+    for index, callback in enumerate(trainer_callbacks()):
+        name = f"finetune_{index}_{type(callback).__name__}"
+        callbacks_map[name] = lambda args, trainer, callback=callback: callback
+        names.append(name)
+    if "--callbacks" in flags:
+        position = flags.index("--callbacks") + 1
+        flags[position:position] = names
+    else:
+        flags += ["--callbacks", *names]
+
+
+
+def _run_name_from_environment(flags: list[str]) -> None:
+    """ms-swift names a run after its output folder when the config names none, and that name would override
+    WANDB_NAME; the launcher keeps the wandb run name in WANDB_NAME (the config must be the same on every node
+    and every resume), so pass it on."""
+    if os.environ.get("WANDB_NAME") and "--run_name" not in flags:
+        flags += ["--run_name", os.environ["WANDB_NAME"]]
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    command = tuple(args[:-1])
+    if command not in COMMAND_MODULES:
+        raise SystemExit(f"usage: swift_entry {{sft|rlhf|megatron sft|megatron rlhf}} CONFIG (got {args})")
+    from swift.cli.main import parse_yaml_args
+
+    flags = [args[-1]]
+    parse_yaml_args(flags)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "--deepspeed" in flags:
+        _gloo_for_deepspeed_without_gpu()
+    _register_callbacks(flags)
+    _run_name_from_environment(flags)
+    sys.argv = [COMMAND_MODULES[command], *flags]
+    runpy.run_module(COMMAND_MODULES[command], run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

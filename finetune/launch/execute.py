@@ -1,0 +1,162 @@
+"""Running a planned launch on this node: claim the run directory, meet the other nodes, run torchrun, watch.
+
+Signals: the first SIGTERM or SIGINT (Slurm's pre-timeout signal, `scancel`, Ctrl-C) does not kill training; it
+creates this node's stop file, the trainers (see frameworks/graceful_stop.py) agree on it at the end of the step,
+save a complete checkpoint and exit, and the run can be resumed with `--resume`. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from finetune.errors import FinetuneError
+from finetune.launch.plan import LaunchPlan, launch_record
+from finetune.launch.rundir import LOGS_NAME, claim_run_dir, write_launch_record
+from finetune.tracking.redaction import mask_stream
+from finetune.tracking.start import start_tracking
+
+POLL_S = 1.0
+STALE_S = 15.0  # a peer whose heartbeat (every 2 s) is this old is gone
+KILL_GRACE_S = 15.0
+
+
+def stop_file(run_dir: Path, node_rank: int) -> Path:
+    return run_dir / f"stop-node{node_rank}"
+
+
+def _tee(stream, log_path: Path) -> threading.Thread:
+    def copy() -> None:
+        with open(log_path, "ab") as log:
+            for chunk in mask_stream(iter(lambda: stream.read1(65536), b"")):  # secrets never reach the log
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                log.write(chunk)
+                log.flush()
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return thread
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    """End torchrun and its workers (they share a process group)."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def execute(plan: LaunchPlan) -> int:
+    topo = plan.topology
+    host = socket.gethostname()
+    group = None
+    if topo.nnodes > 1:  # meet the other nodes before anything is written
+        from finetune.launch.rendezvous import NodeGroup
+
+        group = NodeGroup(topo.master_addr, topo.master_port, topo.nnodes, topo.node_rank, plan.join_timeout)
+        group.join(plan.config_sha256, host)
+        group.start_heartbeat()
+        print(f"all {topo.nnodes} nodes joined with the same config", flush=True)
+    try:
+        return _run(plan, group, host)
+    except BaseException as exc:
+        if group is not None:  # tell the other nodes at once instead of leaving them to time out
+            group.report_failure(f"{type(exc).__name__} on {host}: {exc}")
+        raise
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _run(plan: LaunchPlan, group, host: str) -> int:
+    topo, run_dir = plan.topology, plan.run_dir
+    claim_run_dir(run_dir, topo.node_rank, plan.files, plan.attempt)
+    plan.env.update(start_tracking(plan))  # the wandb run and the launch manifest (finetune/tracking)
+    write_launch_record(run_dir, topo.node_rank, launch_record(plan), plan.attempt)
+    log_path = run_dir / LOGS_NAME / f"node{topo.node_rank}.log"
+
+    stop = stop_file(run_dir, topo.node_rank)
+    stop.unlink(missing_ok=True)  # a stop request of an earlier attempt is not this one's
+    env = {**os.environ, **plan.env, "FINETUNE_STOP_FILE": str(stop), "FINETUNE_RUN_DIR": str(run_dir)}
+    proc = subprocess.Popen(plan.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    reader = _tee(proc.stdout, log_path)
+    requests = []
+
+    def on_signal(signum, _frame):
+        requests.append(signum)
+        if len(requests) == 1:
+            stop.touch()
+            print(f"{signal.Signals(signum).name}: asking the trainers to checkpoint and stop after this step "
+                  "(send it again to stop at once)", flush=True)  # fmt: skip
+        else:
+            _terminate(proc)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while proc.poll() is None:
+            time.sleep(POLL_S)
+            failure = group.peer_failure(stale_after_s=STALE_S) if group else None
+            if failure is not None:
+                _terminate(proc)
+                reader.join(timeout=5)
+                raise FinetuneError(
+                    f"Node {failure.node_rank} failed: {failure.reason}. Node {topo.node_rank} stopped its "
+                    f"training too; resume with `finetune launch --resume {run_dir}` once all nodes are back."
+                )
+        reader.join(timeout=10)
+        code = proc.returncode
+        if group is not None:
+            if code == 0:
+                group.report_done()
+                if topo.node_rank == 0:
+                    _wait_for_peers(group)  # node 0 hosts the store: keep it up until the others are done
+                return code
+            cause = _peer_behind(group)  # a lost peer makes the collectives here fail first
+            group.report_failure(f"exit code {code} on {host}; its log: {log_path}")
+            if cause is not None:
+                raise FinetuneError(
+                    f"Node {cause.node_rank} failed: {cause.reason}. Node {topo.node_rank}'s training stopped as a "
+                    f"result (exit code {code}); resume with `finetune launch --resume {run_dir}`."
+                )
+        return code
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _peer_behind(group, window_s: float = 12.0):
+    """The peer whose loss explains this node's failure, if one shows up within `window_s`."""
+    deadline = time.monotonic() + window_s
+    while time.monotonic() < deadline:
+        failure = group.peer_failure(stale_after_s=6.0)
+        if failure is not None:
+            return failure
+        time.sleep(0.5)
+    return None
+
+
+def _wait_for_peers(group, timeout_s: float = 60.0) -> None:
+    """Keep node 0's store up until the others have said how they ended (a failed node does not wait)."""
+    deadline = time.monotonic() + timeout_s
+    others = [r for r in range(group.nnodes) if r != group.node_rank]
+    while time.monotonic() < deadline:
+        try:
+            if all(group.store.check([f"done/{r}"]) or group.store.check([f"failed/{r}"]) for r in others):
+                return
+        except Exception:
+            return
+        time.sleep(0.5)

@@ -1,0 +1,113 @@
+"""The planner: will a recipe fit a cluster, up to which sequence length, with how much host RAM, how fast.
+
+`plan_recipe` plans a recipe (with overrides) on any cluster; `check_fits` is the check `finetune launch`
+runs before it starts anything; `header_figures` gives the lines recipe headers carry. Parameter counts come
+from the real model built on the meta device (cached), memory from the model in `memory.py`, speed from
+`throughput.py`; docs/planner.md describes the model and how it compares with published measurements.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from finetune.errors import FinetuneError
+from finetune.planner.memory import DEFAULT_RESERVE, GIB
+from finetune.planner.planner import Plan, plan_launch_result, plan_recipe, plan_setup, what_if
+
+__all__ = ["Plan", "check_fits", "header_figures", "plan_recipe", "plan_setup", "refusal", "what_if"]
+
+TERM_NAMES = {
+    "weights": "weights",
+    "grads": "gradients",
+    "optimizer": "optimizer states",
+    "gathered": "gathered ZeRO-3 working set",
+    "activations": "activations",
+    "logits": "logits",
+    "reference_model": "reference model",
+    "rollout": "rollout engine (vLLM, colocated)",
+    "overhead": "overhead (CUDA context, NCCL, 10 % of activations)",
+}
+
+
+def runs_a_replica(launch_plan) -> bool:
+    """True when `--model` is a local folder whose config.json has other shapes than the recipe's model (the
+    tiny CPU replica, say): the recipe's memory plan says nothing about such a run."""
+    from finetune.recipes.models import get_model
+    from finetune.planner.params import ModelShape
+
+    config_path = Path(launch_plan.model) / "config.json"
+    if not config_path.is_file():
+        return False  # a hub id: the real checkpoint
+    real = ModelShape.from_config(get_model(launch_plan.recipe.meta.model).config)
+    try:
+        return ModelShape.from_config(json.loads(config_path.read_text())) != real
+    except (KeyError, ValueError, TypeError):
+        return True
+
+
+def refusal(plan: Plan) -> str:
+    """Why a plan does not fit, term by term, and what would."""
+    x = plan.inputs
+    lines = [
+        (
+            f"{plan.recipe_id} does not fit {plan.nodes} x {plan.gpus_per_node} {plan.gpu.name}: it needs "
+            f"{plan.required_gib:.1f} GiB per GPU (reserve x{plan.memory.reserve:g} on activations and logits) "
+            f"of {plan.capacity_gib:.1f} GiB, at {x.seq_len:,} tokens x micro-batch {x.micro_batch}."
+        )
+    ]
+    terms = plan.memory.breakdown_gib().items()
+    lines += [f"  {TERM_NAMES[t]:<52}{gib:8.1f} GiB" for t, gib in terms if gib >= 0.05]
+    lines += [f"  layout: {p}" for p in plan.problems]
+    if plan.max_seq_len:
+        lines.append(f"The longest sequence that fits is {plan.max_seq_len:,} tokens.")
+    else:
+        lines.append("No sequence length fits: the model states alone exceed the GPUs; add GPUs or offload.")
+    lines.append(f"`python -m finetune plan {plan.recipe_id}` shows the plan; `--force` launches anyway.")
+    return "\n".join(lines)
+
+
+def check_fits(launch_plan, *, gpu: str | None = None, reserve: float = DEFAULT_RESERVE) -> Plan | None:
+    """The plan of a rendered launch on the topology it is about to start (world size = nnodes x
+    nproc_per_node; GPU type `gpu`, default the recipe's), or FinetuneError with the breakdown and the longest
+    sequence that fits when it does not fit.
+
+    The plan is of the recipe's real model (`finetune.meta.model`). When `--model` is a local folder whose
+    config.json has other shapes (the tiny replica the CPU tests and the demo train), there is nothing to check:
+    returns None.
+    """
+    if runs_a_replica(launch_plan):
+        return None
+    plan = plan_launch_result(launch_plan, gpu=gpu, reserve=reserve)
+    if not plan.fits:
+        raise FinetuneError(refusal(plan))
+    return plan
+
+
+def _k(tokens: int) -> str:
+    return f"{tokens / 1024:.1f}k" if tokens < 100 * 1024 else f"{tokens // 1024:,}k"
+
+
+def header_figures(recipe) -> list[str]:
+    """Lines for the recipe header, from the planner on the recipe's own cluster: 'Label text' (first word is
+    the label)."""
+    plan = plan_recipe(recipe)
+    x, low_high = plan.inputs, plan.throughput.tokens_per_s
+    verdict = "fits" if plan.fits else "DOES NOT FIT"
+    mfu = plan.throughput.mfu
+    lines = [
+        (
+            f"Memory {plan.per_gpu_gib:.1f} GiB per GPU at {x.seq_len:,} tokens (planner; {plan.required_gib:.1f} "
+            f"GiB with the x{plan.memory.reserve:g} reserve on activations -> {verdict} {plan.capacity_gib:.1f} GiB)"
+        ),
+        f"Ceiling {plan.max_seq_len:,} tokens per sequence (~{_k(plan.max_seq_len)}) at micro-batch {x.micro_batch}",
+        (
+            f"Speed {low_high[0]:,.0f}-{low_high[1]:,.0f} tokens/s on {plan.gpus} GPUs (planner, "
+            f"{mfu[0]:.1%}-{mfu[1]:.1%} MFU)"
+        ),
+    ]
+    if plan.memory.host_ram_per_node >= GIB:
+        lines.append(f"Host-RAM {plan.memory.host_ram_per_node / GIB:,.0f} GiB per node for offloaded states")
+    if plan.memory.nvme_per_node >= GIB:
+        lines.append(f"NVMe {plan.memory.nvme_per_node / GIB:,.0f} GiB per node for offloaded states")
+    return lines

@@ -1,0 +1,1 @@
+"""Recipe files: their schema, resolution and overrides, the model descriptions, the component names."""

@@ -1,0 +1,1 @@
+"""After training: merge (export), serve with vLLM / SGLang, chat."""

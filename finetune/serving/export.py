@@ -1,0 +1,79 @@
+"""`finetune export RUN_DIR`: turn a finished LoRA run into a full model folder that serving engines load.
+
+The merge runs through the framework that trained the adapter (`llamafactory-cli export`, `swift export
+--merge_lora`), so the result is exactly what that framework would produce. Afterwards the folder gets the base
+model's tokenizer files and chat template back when the base is a local folder (frameworks save a reduced
+tokenizer config), and an `export.json` that says where it came from. Nothing existing is overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from finetune.errors import FinetuneError
+from finetune.frameworks import get_framework
+from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
+
+MERGED_NAME = "merged"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+MODEL_FILES_NEEDED = ("config.json", "tokenizer_config.json")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    weights: Path
+    command: list[str]
+
+
+def _read_run(run_dir: Path) -> tuple[dict, dict]:
+    record_path = launch_record_path(run_dir, 0)
+    if not record_path.is_file() or not (run_dir / CONFIG_NAME).is_file():
+        raise FinetuneError(f"{run_dir} is not a run directory ({record_path.name} and {CONFIG_NAME} are missing).")
+    return json.loads(record_path.read_text()), yaml.safe_load((run_dir / CONFIG_NAME).read_text())
+
+
+def _is_lora(framework_name: str, config: dict) -> bool:
+    if framework_name == "llamafactory":
+        return config.get("finetuning_type") == "lora"
+    return config.get("tuner_type", "lora") == "lora"
+
+
+def export_run(run_dir: Path, out: Path | None = None) -> ExportResult:
+    run_dir = run_dir.resolve()
+    record, config = _read_run(run_dir)
+    framework = get_framework(record["framework"])
+    weights = framework.trained_weights(run_dir / OUTPUT_NAME, config)
+    if not _is_lora(framework.name, config):
+        raise FinetuneError(
+            f"{run_dir} trained every parameter: its weights at {weights} are already a full model; nothing to merge."
+        )
+    if not (weights / "adapter_config.json").is_file():
+        raise FinetuneError(f"No finished adapter in {weights} (adapter_config.json missing): did the run complete?")
+    out = (out or run_dir / MERGED_NAME).resolve()
+    if out.exists():
+        raise FinetuneError(f"{out} exists; an export never overwrites: pass --out to write somewhere new.")
+    command = framework.merge_command(weights, config, out)
+    proc = subprocess.run(command, env={**os.environ, **framework.env()})
+    if proc.returncode != 0 or not (out / "config.json").is_file():
+        raise FinetuneError(f"Merging failed (exit code {proc.returncode}): {' '.join(command)}")
+    base = Path(record["model"])
+    if base.is_dir():
+        for name in TOKENIZER_FILES:
+            if (base / name).is_file():
+                shutil.copy2(base / name, out / name)
+    missing = [name for name in MODEL_FILES_NEEDED if not (out / name).is_file()]
+    if missing or not any(out.glob("*.safetensors")):
+        raise FinetuneError(f"{out} is incomplete: missing {missing or 'safetensors weights'}.")
+    (out / "export.json").write_text(
+        json.dumps({"run_dir": str(run_dir), "adapter": str(weights), "base_model": record["model"],
+                    "framework": framework.name, "recipe": record["recipe"], "command": command}, indent=2) + "\n"
+    )  # fmt: skip
+    return ExportResult(out=out, weights=weights, command=command)

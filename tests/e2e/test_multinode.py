@@ -1,0 +1,205 @@
+"""Several nodes on loopback: separate launcher processes, each told its NODE_RANK, as on a real cluster.
+
+Two nodes train together (LLaMA-Factory and SWIFT), a node that never arrives is named, a node killed mid-run
+ends the job promptly, `--resume` continues from the newest complete checkpoint (a truncated one is skipped),
+and SIGTERM leaves a complete checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from finetune.launch.checkpoints import checkpoints, latest_complete
+from finetune.frameworks import get_framework
+from finetune.recipes.overrides import format_override
+from finetune.recipes.recipe import resolve_recipe
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.train
+LF = "llamafactory/glm45-air_lora_4xh100"
+SW = "swift/glm45-air_lora_4xh100"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _args(recipe_id: str, replica: Path, steps: int, **extra) -> list[str]:
+    """The recipe shrunk to the replica; plain data parallel unless `deepspeed` is given."""
+    recipe = resolve_recipe(recipe_id)
+    overrides = get_framework(recipe.framework).cpu_smoke_overrides(steps, recipe.meta) | {"deepspeed": None} | extra
+    overrides = {k: v for k, v in overrides.items() if v != "recipe"}
+    return [a for k, v in overrides.items() for a in ("--set", format_override(k, v))]
+
+
+class Node(subprocess.Popen):
+    """A launcher process whose output goes to a file (a pipe nobody reads while it runs would fill and block)."""
+
+    def __init__(self, argv: list[str], **kwargs) -> None:
+        self.log = tempfile.TemporaryFile("w+")
+        super().__init__(argv, stdout=self.log, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+def _start(node_rank: int, nnodes: int, port: int, *args: str) -> Node:
+    env = {**os.environ, "NNODES": str(nnodes), "NODE_RANK": str(node_rank), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "NPROC_PER_NODE": "1", "OMP_NUM_THREADS": "1"}
+    return Node([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env, start_new_session=True)
+
+
+def _two_nodes(*args: str, timeout: float = 600) -> list[tuple[int, str]]:
+    port = _port()
+    procs = [_start(rank, 2, port, *args) for rank in (0, 1)]
+    return [(p.wait(timeout=timeout), p.output()) for p in procs]
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (torchrun runs in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def _lf_losses(run_dir: Path) -> list[float]:
+    rows = map(json.loads, (run_dir / "output" / "trainer_log.jsonl").read_text().splitlines())
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def test_two_nodes_train_together_like_one_process(tmp_path, air_replica):
+    run_dir = tmp_path / "two"
+    results = _two_nodes(LF, "--model", str(air_replica), "--run-dir", str(run_dir), *_args(LF, air_replica, 6))
+    for code, out in results:
+        assert code == 0, out[-3000:]
+    assert "Process rank: 0, world size: 2" in results[0][1] and "Process rank: 1, world size: 2" in results[1][1]
+    assert {p.name for p in run_dir.glob("launch-node*.json")} == {"launch-node0.json", "launch-node1.json"}
+
+    single = tmp_path / "single"
+    out = subprocess.run([sys.executable, "-m", "finetune", "launch", LF, "--model", str(air_replica), "--run-dir",
+                          str(single), "--nnodes", "1", "--nproc-per-node", "1", "--master-port", str(_port()),
+                          *_args(LF, air_replica, 6, per_device_train_batch_size=2)],
+                         cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert _lf_losses(run_dir) == pytest.approx(_lf_losses(single), abs=1e-3)
+
+
+def test_two_swift_nodes_train_together(tmp_path, air_replica):
+    run_dir = tmp_path / "swift"
+    results = _two_nodes(SW, "--model", str(air_replica), "--run-dir", str(run_dir), *_args(SW, air_replica, 4))
+    for code, out in results:
+        assert code == 0, out[-3000:]
+    assert "world_size: 2" in results[0][1]
+    rows = [json.loads(line) for line in (run_dir / "output" / "logging.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r and "train_runtime" not in r]
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+
+
+def test_a_node_that_never_arrives_is_named(tmp_path, air_replica):
+    start = time.monotonic()
+    proc = _start(0, 2, _port(), LF, "--model", str(air_replica), "--run-dir", str(tmp_path / "lonely"),
+                  "--join-timeout", "8", *_args(LF, air_replica, 2))
+    code = proc.wait(timeout=120)
+    out = proc.output()
+    assert code == 2 and time.monotonic() - start < 60
+    assert "Node(s) 1 of 2 did not join within 8 s" in out
+
+
+def test_nodes_with_different_configs_refuse_to_start(tmp_path, air_replica):
+    port = _port()
+    common = ["--model", str(air_replica), "--run-dir", str(tmp_path / "a"), "--join-timeout", "60"]
+    node0 = _start(0, 2, port, LF, *common, *_args(LF, air_replica, 2))
+    node1 = _start(1, 2, port, LF, "--model", str(air_replica), "--run-dir", str(tmp_path / "b"),
+                   "--join-timeout", "60", *_args(LF, air_replica, 2, learning_rate=0.5))
+    outs = [(p.wait(timeout=180), p.output()) for p in (node0, node1)]
+    assert all(code == 2 for code, _ in outs)
+    assert any("Nodes rendered different configs" in out and "Node(s) 1" in out for _, out in outs)
+
+
+def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
+    run_dir = tmp_path / "killed"
+    steps = 30  # the recipe's own ZeRO-3 (DeepSpeed checkpoints); slow enough on the replica to kill node 1 mid-run
+    args = [LF, "--model", str(air_replica), "--run-dir", str(run_dir),
+            *_args(LF, air_replica, steps, save_steps=5, deepspeed="recipe")]
+    port = _port()
+    nodes = [_start(rank, 2, port, *args) for rank in (0, 1)]
+    deadline = time.monotonic() + 300
+    while latest_complete(run_dir / "output")[0] is None:  # wait for a first complete checkpoint
+        assert time.monotonic() < deadline and nodes[0].poll() is None, nodes[0].output()[-3000:]
+        time.sleep(1)
+    for pid in _tree(nodes[1].pid):  # node 1 disappears: launcher, torchrun and workers
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    code = nodes[0].wait(timeout=120)
+    out = nodes[0].output()
+    assert code != 0 and time.monotonic() - killed_at < 90
+    assert "Node 1 failed" in out
+
+    # a deliberately truncated checkpoint, newer than the rest, must be skipped
+    newest = checkpoints(run_dir / "output")[-1]
+    bad = newest.with_name("checkpoint-39")
+    shutil.copytree(newest, bad)
+    json_state = json.loads((bad / "trainer_state.json").read_text()) | {"global_step": 39}
+    (bad / "trainer_state.json").write_text(json.dumps(json_state))
+    adapter = bad / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 2])
+
+    results = _two_nodes("--resume", str(run_dir))
+    for code, out in results:
+        assert code == 0, out[-3000:]
+    assert "skipping incomplete checkpoint-39: truncated or unreadable weights" in results[0][1]
+    assert "resuming from" in results[0][1]
+    state = json.loads((run_dir / "output" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps
+    assert (run_dir / "launch-node0.attempt1.json").is_file() and (run_dir / "config.attempt1.yaml").is_file()
+
+
+def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
+    run_dir = tmp_path / "term"
+    proc = Node([sys.executable, "-m", "finetune", "launch", LF, "--model", str(air_replica),
+                 "--run-dir", str(run_dir), "--nnodes", "1", "--nproc-per-node", "1", "--master-port",
+                 str(_port()), *_args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)],
+                cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = run_dir / "logs" / "node0.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and "'loss'" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=180)
+    out = proc.output()
+    assert code == 0, out[-3000:]
+    assert "asking the trainers to checkpoint and stop" in out
+    checkpoint, skipped = latest_complete(run_dir / "output")
+    assert checkpoint is not None and not skipped
+    assert 0 < json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] < 500
+    dry = subprocess.run([sys.executable, "-m", "finetune", "launch", "--resume", str(run_dir), "--dry-run"],
+                         cwd=REPO_ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert f"# resuming from {checkpoint} (attempt 1)" in dry.stdout
+    assert f"resume_from_checkpoint: {checkpoint}" in dry.stdout

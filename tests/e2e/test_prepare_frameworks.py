@@ -1,0 +1,291 @@
+"""Round trips through the frameworks: every input layout -> canonical -> each framework's files -> the
+framework's own loader and GLM-4.5 template -> the text GLM-4.5's official chat template produces.
+
+The golden chat-template vectors are written in each input layout (OpenAI, OpenAI with JSON-text arguments and
+inline think blocks, ShareGPT, Alpaca, prompt/completion), prepared, and rendered by ms-swift (its loader and
+`glm4_5` template, in the swift environment) and by LLaMA-Factory (its loader through the dataset's
+dataset_info.json). The bundled samples (parallel tool calls, reasoning, preference pairs, RL prompts) are
+checked against the replica tokenizer, whose template reproduces the official one byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from finetune.prepare.pipeline import PrepareOptions, prepare
+from tests.conftest import REFERENCE_DIR, REPO_ROOT
+
+SWIFT_PYTHON = REPO_ROOT / ".venvs" / "swift" / "bin" / "python"
+LF_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+LF_TEMPLATE = "glm45"  # the corrected GLM-4.5 template, finetune/frameworks/trainer/llamafactory/template.py
+STOP_TOKENS = ("<|user|>", "<|observation|>", "<|endoftext|>")
+SAMPLE_KINDS = {"chat": "sft", "tools": "sft", "reasoning": "sft", "preference": "preference", "rl": "rl"}
+
+
+# -- the golden conversations in every input layout -----------------------------------------------------------------
+
+
+def _vectors() -> list[dict]:
+    path = REFERENCE_DIR / "glm45-chat-template-vectors.jsonl"
+    if not path.is_file():
+        pytest.fail(f"golden chat-template vectors not found at {path}")
+    vectors = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [v for v in vectors if not v.get("add_generation_prompt")]
+
+
+def _inline(msg: dict) -> str:
+    if msg.get("reasoning_content") is not None:
+        return f"<think>{msg['reasoning_content']}</think>\n{msg['content']}"
+    return msg["content"]
+
+
+def as_openai(v: dict) -> dict | None:
+    return {"messages": v["messages"], **({"tools": v["tools"]} if v.get("tools") else {})}
+
+
+def as_openai_text(v: dict) -> dict | None:
+    """JSON-text arguments, inline think blocks, content parts: what exported API logs often look like."""
+    messages = []
+    for m in v["messages"]:
+        m = dict(m)
+        if m["role"] == "assistant":
+            m["content"] = _inline(m)
+            m.pop("reasoning_content", None)
+            for call in m.get("tool_calls", []):
+                call["function"] = {**call["function"], "arguments": json.dumps(call["function"]["arguments"])}
+        elif m["role"] == "user":
+            m["content"] = [{"type": "text", "text": m["content"]}]
+        messages.append(m)
+    return {"messages": messages, **({"tools": json.dumps(v["tools"])} if v.get("tools") else {})}
+
+
+def as_sharegpt(v: dict) -> dict | None:
+    tags = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
+    turns = []
+    for m in v["messages"]:
+        if m.get("tool_calls"):
+            calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in m["tool_calls"]]
+            turns.append({"from": "function_call", "value": json.dumps(calls)})
+        else:
+            turns.append({"from": tags[m["role"]], "value": _inline(m) if m["role"] == "assistant" else m["content"]})
+    return {"conversations": turns, **({"tools": json.dumps(v["tools"])} if v.get("tools") else {})}
+
+
+def as_alpaca(v: dict) -> dict | None:
+    if v.get("tools"):
+        return None
+    messages = list(v["messages"])
+    row = {}
+    if messages[0]["role"] == "system":
+        row["system"] = messages.pop(0)["content"]
+    pairs = [(messages[i]["content"], _inline(messages[i + 1])) for i in range(0, len(messages) - 2, 2)]
+    row.update(instruction=messages[-2]["content"], input="", output=_inline(messages[-1]))
+    if pairs:
+        row["history"] = pairs
+    return row
+
+
+def as_prompt(v: dict) -> dict | None:
+    if v.get("tools") or len(v["messages"]) != 2:
+        return None
+    return {"prompt": v["messages"][0]["content"], "completion": _inline(v["messages"][1])}
+
+
+LAYOUTS = {"openai": as_openai, "openai_text": as_openai_text, "sharegpt": as_sharegpt, "alpaca": as_alpaca,
+           "prompt": as_prompt}  # fmt: skip
+
+
+# -- preparing and rendering (once per module) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """{dataset name: (PreparedDataset, expected texts or None)} for every layout and every sample."""
+    root = tmp_path_factory.mktemp("prepared")
+    out = {}
+    for layout, convert in LAYOUTS.items():
+        pairs = [(row, v["expected"]) for v in _vectors() if (row := convert(v)) is not None]
+        src = root / f"{layout}.jsonl"
+        src.write_text("".join(json.dumps(r) + "\n" for r, _ in pairs))
+        ds = prepare(PrepareOptions([str(src)], f"golden_{layout}", out_root=root / "data", token_stats=False,
+                                    progress=False)).dataset  # fmt: skip
+        assert ds.manifest["counts"]["kept"] == len(pairs)
+        out[ds.name] = (ds, [e for _, e in pairs])
+    for sample in SAMPLE_KINDS:
+        ds = prepare(PrepareOptions([str(REPO_ROOT / "data" / "samples" / f"{sample}.jsonl")], f"sample_{sample}",
+                                    out_root=root / "data", token_stats=False, progress=False)).dataset  # fmt: skip
+        out[ds.name] = (ds, None)
+    return out
+
+
+def _subprocess_json(python: Path, script: str, request: dict) -> dict:
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run ./setup.sh")
+    proc = subprocess.run(
+        [str(python), "-m", f"finetune.frameworks.{script}"], check=False, input=json.dumps(request), capture_output=True, text=True,
+        timeout=600, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def swift_rendered(prepared, air_replica):
+    names = list(prepared)
+    request = {"tokenizer": str(air_replica), "files": [
+        {"path": str(prepared[n][0].swift_train), "kind": prepared[n][0].kind} for n in names]}  # fmt: skip
+    return dict(zip(names, _subprocess_json(SWIFT_PYTHON, "swift_render", request)["files"]))
+
+
+@pytest.fixture(scope="module")
+def lf_rendered(prepared, air_replica):
+    names = [n for n in prepared if prepared[n][0].kind != "rl"]
+    request = {"model": str(air_replica), "template": LF_TEMPLATE, "datasets": [
+        {"dir": str(prepared[n][0].llamafactory_dir), "name": prepared[n][0].llamafactory_train,
+         "kind": prepared[n][0].kind} for n in names]}  # fmt: skip
+    return dict(zip(names, _subprocess_json(LF_PYTHON, "llamafactory_render", request)["datasets"]))
+
+
+@pytest.fixture(scope="module")
+def tok(air_replica):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(air_replica)
+
+
+# -- what GLM-4.5 renders ------------------------------------------------------------------------------------------
+
+
+def official(tok, messages, tools=None, generation_prompt=False) -> str:
+    return tok.apply_chat_template(messages, tools=tools or None, tokenize=False,
+                                   add_generation_prompt=generation_prompt)  # fmt: skip
+
+
+def last_assistant_span(text: str) -> str:
+    """What follows the last <|assistant|> of a rendering: the turn the model produces."""
+    span = text.rsplit("<|assistant|>", 1)[1]
+    for stop in ("<|user|>", "<|observation|>", "<|system|>"):
+        span = span.split(stop)[0]
+    return span
+
+
+def assistant_spans(text: str) -> list[str]:
+    return [last_assistant_span("<|assistant|>" + piece) for piece in text.split("<|assistant|>")[1:]]
+
+
+def turn_spans(tok, row: dict) -> list[str]:
+    """Each assistant turn as GLM-4.5 writes it when it is the turn being generated (reasoning kept)."""
+    messages = row["messages"]
+    return [last_assistant_span(official(tok, messages[: i + 1], row["tools"]))
+            for i, m in enumerate(messages) if m["role"] == "assistant"]  # fmt: skip
+
+
+def trained(spans: list[str]) -> list[str]:
+    """Trained spans without the stop token that ends each and the newline some templates put first."""
+    out = []
+    for span in spans:
+        for stop in STOP_TOKENS:
+            span = span.removesuffix(stop)
+        out.append(span.removeprefix("\n"))
+    return out
+
+
+def canonical_rows(ds) -> list[dict]:
+    return [json.loads(line) for line in ds.canonical_train.read_text(encoding="utf-8").splitlines()]
+
+
+# -- ms-swift ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_swift_renders_the_golden_text(prepared, swift_rendered, layout):
+    ds, expected = prepared[f"golden_{layout}"]
+    rows = swift_rendered[ds.name]["rows"]
+    assert len(rows) == len(expected) > 0
+    for row, text in zip(rows, expected):
+        assert row["text"] == text + "<|user|>"  # ms-swift ends a sample with GLM-4.5's stop token
+        assert trained(row["trained"]) == trained(assistant_spans(text))
+
+
+@pytest.mark.parametrize("sample", ["chat", "tools", "reasoning"])
+def test_swift_renders_the_samples_as_glm45(prepared, swift_rendered, tok, sample):
+    ds, _ = prepared[f"sample_{sample}"]
+    rows = swift_rendered[ds.name]["rows"]
+    canon = canonical_rows(ds)
+    assert len(rows) == len(canon) == ds.manifest["counts"]["kept"]
+    for row, c in zip(rows, canon):
+        assert trained(row["trained"]) == trained(turn_spans(tok, c))
+        earlier_reasoning = any(m.get("reasoning_content") for m in c["messages"][:-2])
+        if not earlier_reasoning:  # GLM-4.5 drops reasoning of earlier turns; ms-swift trains on it by default
+            assert row["text"] == official(tok, c["messages"], c["tools"]) + "<|user|>"
+
+
+def test_swift_preference_pairs(prepared, swift_rendered, tok):
+    ds, _ = prepared["sample_preference"]
+    rows = swift_rendered[ds.name]["rows"]
+    canon = canonical_rows(ds)
+    assert len(rows) == len(canon) == 22
+    for row, c in zip(rows, canon):
+        for key in ("chosen", "rejected"):
+            assert row[key]["text"] == official(tok, c["messages"] + [c[key]], c["tools"]) + "<|user|>"
+
+
+def test_swift_rl_prompts_keep_their_reference_fields(prepared, swift_rendered, tok):
+    ds, _ = prepared["sample_rl"]
+    result = swift_rendered[ds.name]
+    assert {"messages", "tools", "solution", "problem_id"} <= set(result["columns"])
+    canon = canonical_rows(ds)
+    assert len(result["rows"]) == len(canon) == 24
+    for row, c in zip(result["rows"], canon):
+        assert row["row"]["solution"] == c["solution"] and row["row"]["problem_id"] == c["problem_id"]
+        assert row["prompt"].startswith(official(tok, c["messages"], c["tools"], generation_prompt=True))
+
+
+# -- LLaMA-Factory ------------------------------------------------------------------------------------------------
+
+
+def test_llamafactory_loads_every_row_with_tool_calls_and_results(prepared, lf_rendered):
+    for name, result in lf_rendered.items():
+        ds, _ = prepared[name]
+        canon = canonical_rows(ds)
+        assert len(result["rows"]) == len(canon) == ds.manifest["counts"]["kept"], name
+        for row, c in zip(result["rows"], canon):
+            texts = [row["text"]] if ds.kind == "sft" else [row["chosen"]["text"], row["rejected"]["text"]]
+            answers = [m for m in c["messages"] if m["role"] == "assistant"]
+            answers += [c[k] for k in ("chosen", "rejected") if k in c]
+            for m in c["messages"]:
+                if m["role"] in ("user", "tool", "system"):
+                    assert all(m["content"] in t for t in texts), (name, m)
+            for m in answers:
+                text = "".join(texts)
+                assert m["content"].strip() in text and (m.get("reasoning_content") or "").strip() in text, (name, m)
+                for call in m.get("tool_calls", []):
+                    assert f"<tool_call>{call['function']['name']}" in text, (name, call)
+                    for key in call["function"]["arguments"]:
+                        assert f"<arg_key>{key}</arg_key>" in text, (name, call)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_llamafactory_trains_on_the_golden_assistant_turns(prepared, lf_rendered, layout):
+    ds, expected = prepared[f"golden_{layout}"]
+    rows = lf_rendered[ds.name]["rows"]
+    assert len(rows) == len(expected)
+    for row, text in zip(rows, expected):
+        assert trained(row["trained"]) == trained(assistant_spans(text))
+
+
+@pytest.mark.parametrize("sample", ["chat", "tools", "reasoning", "preference"])
+def test_llamafactory_trains_on_the_samples_as_glm45(prepared, lf_rendered, tok, sample):
+    ds, _ = prepared[f"sample_{sample}"]
+    for row, c in zip(lf_rendered[ds.name]["rows"], canonical_rows(ds)):
+        if ds.kind == "preference":
+            for key in ("chosen", "rejected"):
+                expected = turn_spans(tok, {"messages": c["messages"] + [c[key]], "tools": c["tools"]})[-1:]
+                assert trained(row[key]["trained"]) == trained(expected)
+        else:
+            assert trained(row["trained"]) == trained(turn_spans(tok, c))

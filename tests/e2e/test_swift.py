@@ -1,0 +1,218 @@
+"""SWIFT recipes through `finetune launch`, against the real ms-swift on the replica (its own environment).
+
+LoRA SFT, full SFT, DPO, GRPO (without vLLM: it needs a GPU) and ZeRO-3 under torchrun with two processes;
+then `finetune export` of a LoRA run. Megatron recipes only parse here: Megatron-SWIFT needs a GPU stack.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finetune.recipes.components import component_of
+from finetune.errors import FinetuneError
+from finetune.frameworks import get_framework
+from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.recipes.overrides import format_override
+from finetune.recipes.recipe import all_recipes, resolve_recipe
+from tests.conftest import REPO_ROOT, run_cli
+
+SWIFT = get_framework("swift")
+SWIFT_RECIPES = [r for r in all_recipes() if r.framework == "swift"]
+HF_LORA = [r.id for r in SWIFT_RECIPES if r.meta.engine == "deepspeed" and r.meta.lora_adapts]
+MEGATRON = [r.id for r in SWIFT_RECIPES if r.meta.engine == "megatron"]
+STEPS = 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _swift_launch(recipe_id: str, run_dir: Path, replica: Path, nproc: int = 1, *extra: str):
+    recipe = resolve_recipe(recipe_id)
+    args = ["launch", recipe_id, "--model", str(replica), "--run-dir", str(run_dir), "--nnodes", "1",
+            "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    for key, value in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items():
+        args += ["--set", format_override(key, value)]
+    out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
+    return out
+
+
+def _logged(run_dir: Path) -> list[dict]:
+    """ms-swift's per-step log (output/logging.jsonl), training steps only."""
+    rows = map(json.loads, (run_dir / "output" / "logging.jsonl").read_text().splitlines())
+    return [row for row in rows if "loss" in row and "train_runtime" not in row]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("swift")
+
+
+# -- parsing -------------------------------------------------------------------------------------------------
+
+
+def test_every_row_of_the_issue_table_has_a_recipe():
+    shapes = {(r.meta.model, r.meta.method, r.meta.total_gpus, r.meta.engine) for r in SWIFT_RECIPES}
+    for model, gpus in (("glm-4.5", 16), ("glm-4.5-air", 4)):
+        for method in ("lora", "full", "dpo", "grpo"):
+            assert (model, method, gpus, "deepspeed") in shapes, (model, method)
+        assert (model, "lora", gpus, "megatron") in shapes
+    assert {(r.meta.model, r.meta.method) for r in SWIFT_RECIPES if r.meta.engine == "megatron"} >= {
+        ("glm-4.5", "full"), ("glm-4.5-air", "full")}
+
+
+def test_unknown_swift_key_is_rejected_with_a_suggestion(air_replica, tmp_path):
+    with pytest.raises(FinetuneError) as err:
+        plan_launch(LaunchRequest(recipe="swift/glm45-air_lora_4xh100", model=str(air_replica), nnodes=1,
+                                  nproc_per_node=1, run_dir=tmp_path / "r", overrides=["lora_rnak=8"]))
+    assert "Did you mean `lora_rank`?" in str(err.value)
+
+
+def test_bad_swift_value_is_rejected(air_replica, tmp_path):
+    with pytest.raises(FinetuneError, match="ms-swift sft: error: argument --learning_rate.*invalid float"):
+        plan_launch(LaunchRequest(recipe="swift/glm45-air_lora_4xh100", model=str(air_replica), nnodes=1,
+                                  nproc_per_node=1, run_dir=tmp_path / "r", overrides=["learning_rate=fast"]))
+
+
+@pytest.mark.parametrize("recipe_id", MEGATRON)
+def test_megatron_recipe_names_only_megatron_swift_arguments(recipe_id, tmp_path):
+    plan = plan_launch(LaunchRequest(recipe=recipe_id, run_dir=tmp_path / "r"), preview=True)
+    assert plan.argv[-3:-1] in (["megatron", "sft"], ["megatron", "rlhf"])
+    with pytest.raises(FinetuneError, match="Did you mean `expert_model_parallel_size`"):
+        plan_launch(LaunchRequest(recipe=recipe_id, run_dir=tmp_path / "r",
+                                  overrides=["expert_model_paralel_size=4"]), preview=True)
+
+
+def test_launch_passes_the_glm45_template_and_runs_swift_through_torchrun(air_replica, tmp_path):
+    plan = plan_launch(LaunchRequest(recipe="swift/glm45_lora_16xh100", run_dir=tmp_path / "r", nnodes=2,
+                                     node_rank=1, master_addr="10.0.0.1", nproc_per_node=8), check=False)
+    assert plan.config["template"] == "glm4_5"
+    assert plan.config["add_version"] is False and plan.config["output_dir"] == str(tmp_path / "r" / "output")
+    assert plan.argv[:4] == [str(SWIFT.bin("torchrun")), "--nnodes", "2", "--node-rank"]
+    assert plan.argv[plan.argv.index("--master-addr") + 1] == "10.0.0.1"
+    assert plan.argv[-4:] == ["-m", "finetune.frameworks.trainer.swift.entry", "sft", str(tmp_path / "r" / "config.yaml")]
+    assert plan.config["dataset"] == [str(REPO_ROOT / "data/prepared/sample_chat/swift/train.jsonl")]
+
+
+# -- what the LoRA adapts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe_id", HF_LORA)
+def test_adapted_modules_are_what_the_header_says(recipe_id, air_replica, glm45_replica, tmp_path):
+    recipe = resolve_recipe(recipe_id)
+    replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
+    shrink = [format_override(k, v) for k, v in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items()]
+    plan = plan_launch(LaunchRequest(recipe=recipe_id, model=str(replica), run_dir=tmp_path / "r", nnodes=1,
+                                     nproc_per_node=1, overrides=[*shrink, "deepspeed=null"]), check=False)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(plan.config))
+    command = SWIFT.command(recipe.meta)[-1]
+    out = subprocess.run([str(SWIFT.python()), "tests/helpers/swift_adapted_modules.py", command, str(config_path)],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **SWIFT.env()})
+    assert out.returncode == 0, out.stderr[-3000:]
+    trainable = json.loads(out.stdout.strip().splitlines()[-1])
+    assert trainable and all(".lora_" in name for name in trainable)
+    assert {component_of(name) for name in trainable} == set(recipe.meta.lora_adapts)
+    for component in recipe.meta.lora_adapts:
+        assert f"- {component}:" in recipe.header
+
+
+# -- training on the replica ----------------------------------------------------------------------------------
+
+
+@pytest.mark.train
+def test_lora_sft_trains_and_exports(runs, air_replica):
+    run_dir = runs / "lora"
+    _swift_launch("swift/glm45-air_lora_4xh100", run_dir, air_replica)
+    losses = [row["loss"] for row in _logged(run_dir)]
+    assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
+
+    out = run_cli("export", str(run_dir), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    merged = run_dir / "merged"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {
+        p.name for p in merged.iterdir()}
+    assert (merged / "chat_template.jinja").read_text() == (air_replica / "chat_template.jinja").read_text()
+    adapter = SWIFT.trained_weights(run_dir / "output", {})
+    check = subprocess.run([str(SWIFT.python()), "tests/helpers/merged_logits.py", str(air_replica), str(adapter),
+                            str(merged)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stderr[-3000:]
+    diff = json.loads(check.stdout.strip().splitlines()[-1])
+    assert diff["adapter_effect"] > 1e-4  # the adapter changes the model...
+    assert diff["merged_vs_adapted"] < 1e-4  # ...and the merged model is base + adapter
+
+    again = run_cli("export", str(run_dir))
+    assert again.returncode == 2 and "never overwrites" in again.stderr
+
+
+@pytest.mark.train
+def test_full_sft_trains(runs, air_replica):
+    run_dir = runs / "full"
+    _swift_launch("swift/glm45-air_full_4xh100", run_dir, air_replica, 1, "--set", "deepspeed=null")
+    losses = [row["loss"] for row in _logged(run_dir)]
+    assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
+    assert sum(losses[-2:]) < sum(losses[:2])  # full fine-tuning at 1e-3 learns the tiny data fast
+    out = run_cli("export", str(run_dir))
+    assert out.returncode == 2 and "already a full model" in out.stderr
+
+
+@pytest.mark.train
+def test_dpo_starts_at_ln2(runs, air_replica):
+    run_dir = runs / "dpo"
+    _swift_launch("swift/glm45-air_dpo_4xh100", run_dir, air_replica, 1, "--set", "deepspeed=null")
+    rows = _logged(run_dir)
+    assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)
+    assert "rewards/margins" in rows[0]
+
+
+@pytest.mark.train
+def test_grpo_logs_the_sample_rewards(runs, air_replica):
+    run_dir = runs / "grpo"
+    _swift_launch("swift/glm45-air_grpo_4xh100", run_dir, air_replica, 1, "--set", "deepspeed=null")
+    rows = _logged(run_dir)
+    assert rows and all("rewards/Glm45Answer/mean" in r and "rewards/Glm45Format/mean" in r for r in rows)
+    assert all(math.isfinite(r["reward"]) for r in rows)
+
+
+@pytest.mark.train
+def test_zero3_with_two_processes(runs, air_replica):
+    run_dir = runs / "zero3"
+    out = _swift_launch("swift/glm45-air_lora_4xh100", run_dir, air_replica, 2)
+    assert "world_size: 2" in out.stdout
+    losses = [row["loss"] for row in _logged(run_dir)]
+    assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
+    checkpoint = SWIFT.trained_weights(run_dir / "output", {})
+    assert (checkpoint / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recipe_id", MEGATRON)
+def test_megatron_recipe_trains_on_gpu(recipe_id, runs, air_replica, glm45_replica):
+    """GPU twin of the Megatron argument check: a few real steps on the replica (needs megatron-core and
+    transformer-engine in the ms-swift environment)."""
+    recipe = resolve_recipe(recipe_id)
+    replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
+    import torch
+
+    gpus = torch.cuda.device_count()
+    shrink = {  # the replica has 2 key/value heads and 8 experts: parallel sizes shrink with it
+        "tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1, "sequence_parallel": False,
+        "expert_model_parallel_size": min(gpus, 8), "global_batch_size": gpus, "max_length": 512,
+        "packing": False, "train_iters": 3, "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    sets = [a for k, v in shrink.items() for a in ("--set", format_override(k, v))]
+    out = run_cli("launch", recipe_id, "--model", str(replica), "--run-dir", str(runs / recipe.name), "--nnodes",
+                  "1", "--nproc-per-node", str(gpus), *sets, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -1,0 +1,204 @@
+"""Tracked runs for real, through `finetune launch` on the replica, wandb offline: read back what wandb wrote.
+
+A LLaMA-Factory run (then resumed), a SWIFT LoRA run, a SWIFT GRPO run and a two-process ZeRO-3 run, each with
+secret sentinels in its environment; then nothing under any run directory may hold a sentinel.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from finetune.frameworks import get_framework
+from finetune.recipes.overrides import format_override
+from finetune.recipes.recipe import resolve_recipe
+from finetune.tracking.offline_reader import OfflineRun, offline_run_dirs, read_offline_run
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.train
+STEPS = 4
+LF = "llamafactory/glm45-air_lora_4xh100"
+SWIFT_LORA = "swift/glm45-air_lora_4xh100"
+SWIFT_GRPO = "swift/glm45-air_grpo_4xh100"
+SENTINELS = {
+    "WANDB_API_KEY": "SENTINELwandbapikey0123456789abcdefghijklmnop",  # offline wandb still wants 40+ characters
+    "HF_TOKEN": "hf_SENTINEL_hftoken_0123456789",
+    "MY_SECRET": "SENTINEL-my-secret-0123456789",
+    "DB_PASSWORD": "SENTINEL-db-password-0123456789",
+}
+MANIFEST_KEYS = {"recipe", "framework", "model", "method", "dataset", "overrides", "config", "config_sha256",
+                 "repository", "packages", "cluster", "run", "wandb"}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {"OMP_NUM_THREADS": "1", "XDG_CONFIG_HOME": str(tmp / "xdg"), "WANDB_PROJECT": "", "WANDB_MODE": "",
+            **SENTINELS}  # fmt: skip
+
+
+def _launch(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str):
+    recipe = resolve_recipe(recipe_id)
+    args = ["launch", recipe_id, "--model", str(replica), "--run-dir", str(run_dir), "--nnodes", "1",
+            "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+            "--wandb-project", "glm45-tests", "--wandb-mode", "offline", "--wandb-tags", "ci,replica"]  # fmt: skip
+    for key, value in get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta).items():
+        args += ["--set", format_override(key, value)]
+    out = run_cli(*args, *extra, env=_env(run_dir.parent), timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
+    return out
+
+
+def _only_run(run_dir: Path) -> OfflineRun:
+    (folder,) = offline_run_dirs(run_dir)
+    return read_offline_run(folder)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("tracked")
+
+
+@pytest.fixture(scope="module")
+def lf_run(runs, air_replica):
+    run_dir = runs / "lf-lora"
+    out = _launch(LF, run_dir, air_replica, 1, "--set", "deepspeed=null")
+    return run_dir, out, _only_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def lf_resumed(runs, lf_run):
+    run_dir, _, _ = lf_run
+    out = run_cli("launch", "--resume", str(run_dir), "--master-port", str(_free_port()), env=_env(runs), timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
+    return run_dir, out
+
+
+@pytest.fixture(scope="module")
+def swift_run(runs, air_replica):
+    run_dir = runs / "swift-lora"
+    out = _launch(SWIFT_LORA, run_dir, air_replica, 1, "--set", "deepspeed=null", "--run-name", "swift-lora-ci")
+    return run_dir, out, _only_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def grpo_run(runs, air_replica):
+    run_dir = runs / "swift-grpo"
+    out = _launch(SWIFT_GRPO, run_dir, air_replica, 1, "--set", "deepspeed=null", "--set", "beta=0.04")
+    return run_dir, out, _only_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def zero3_run(runs, air_replica):
+    run_dir = runs / "lf-zero3"
+    out = _launch(LF, run_dir, air_replica, 2)
+    return run_dir, out
+
+
+def _assert_tracked(run: OfflineRun, run_dir: Path, recipe_id: str) -> dict:
+    identity = json.loads((run_dir / "wandb-run.json").read_text())
+    assert (run.project, run.group, run.tags) == ("glm45-tests", run_dir.name, ["ci", "replica"])
+    assert (run.id, run.name) == (identity["id"], identity["name"])
+    launch = run.config["launch"]
+    assert MANIFEST_KEYS <= set(launch)
+    assert launch == json.loads((run_dir / "manifest.json").read_text())  # the same manifest beside the run
+    assert launch["recipe"]["id"] == recipe_id and len(launch["recipe"]["sha256"]) == 64
+    assert launch["dataset"]["content_hash"].startswith("sha256:") and launch["dataset"]["rows"]["train"] > 0
+    assert launch["repository"]["commit"] and isinstance(launch["repository"]["dirty"], bool)
+    assert {"torch", "transformers", "peft", "wandb"} <= set(launch["packages"])
+    assert launch["cluster"]["gpu_model"] and launch["cluster"]["nodes"] == 1
+    assert launch["wandb"] == {"project": "glm45-tests", "entity": None, "group": run_dir.name,
+                               "name": run.name, "id": run.id, "tags": ["ci", "replica"], "mode": "offline"}  # fmt: skip
+    assert launch["config"]["report_to"] == ["wandb"]
+    loss_rows = [row for row in run.history if "train/loss" in row]
+    assert [row["train/global_step"] for row in loss_rows] == list(range(1, STEPS + 1))  # one per logging step
+    for row in loss_rows:  # memory, tokens, learning rate and grad norm land in the loss row of their step
+        assert {"train/learning_rate", "train/grad_norm", "memory/peak_gib_max", "memory/peak_gib_rank0",
+                "train/tokens_seen", "train/tokens_per_second"} <= set(row)  # fmt: skip
+    seen = [row["train/tokens_seen"] for row in loss_rows]
+    assert seen == sorted(seen) and seen[0] > 0
+    assert run.exit_code == 0
+    return launch
+
+
+def test_llamafactory_run_is_tracked_offline(lf_run):
+    run_dir, _, run = lf_run
+    launch = _assert_tracked(run, run_dir, LF)
+    assert run.name.startswith("glm-4.5-air-lora-sample_chat-")
+    assert launch["packages"]["llamafactory"] and launch["framework"] == "llamafactory"
+    trainer_losses = [row["loss"] for row in _jsonl(run_dir / "output" / "trainer_log.jsonl") if "loss" in row]
+    assert run.series("train/loss") == pytest.approx(trainer_losses, rel=1e-4)
+    assert run.summary["model/path"] == str(run_dir / "output")
+
+
+def test_swift_run_is_tracked_offline(swift_run):
+    run_dir, _, run = swift_run
+    launch = _assert_tracked(run, run_dir, SWIFT_LORA)
+    assert run.name == "swift-lora-ci" and launch["packages"]["ms-swift"]
+    logged = [row["loss"] for row in _jsonl(run_dir / "output" / "logging.jsonl") if "train_runtime" not in row
+              and "loss" in row]  # fmt: skip
+    assert run.series("train/loss") == pytest.approx(logged, rel=1e-3)
+    assert run.summary["model/path"] == str(run_dir / "output" / f"checkpoint-{STEPS}")
+
+
+def test_grpo_run_logs_rewards_and_kl(grpo_run):
+    _, _, run = grpo_run
+    rows = [row for row in run.history if "train/loss" in row]
+    assert len(rows) == STEPS
+    assert all({"train/reward", "train/kl", "train/rewards/Glm45Answer/mean", "memory/peak_gib_max"} <= set(r)
+               for r in rows)  # fmt: skip
+
+
+def test_two_processes_make_exactly_one_wandb_run(zero3_run):
+    run_dir, out = zero3_run
+    assert "world size: 2" in out.stdout
+    run = _only_run(run_dir)  # exactly one offline run for the job
+    loss_rows = [row for row in run.history if "train/loss" in row]
+    assert len(loss_rows) == STEPS
+    for row in loss_rows:  # both ranks' memory, gathered to rank 0
+        assert row["memory/peak_gib_max"] == max(row["memory/peak_gib_rank0"], row["memory/peak_gib_rank1"])
+    assert run.config["launch"]["cluster"]["world_size"] == 2
+
+
+def test_resume_continues_the_same_wandb_run(lf_run, lf_resumed):
+    run_dir, _, first = lf_run
+    folders = offline_run_dirs(run_dir)
+    assert len(folders) == 2
+    second = read_offline_run(folders[1])
+    assert (second.id, second.name, second.group, second.project) == (first.id, first.name, first.group,
+                                                                      first.project)  # fmt: skip
+    assert second.config["launch"]["run"]["attempt"] == 1
+    assert (run_dir / "manifest.attempt1.json").is_file()
+
+
+def test_sync_dry_run_lists_the_offline_runs(lf_run, lf_resumed):
+    run_dir, _, first = lf_run
+    out = run_cli("sync", str(run_dir), "--dry-run")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count(f"glm45-tests/{first.id}") == 2 and "not synced" in out.stdout
+    assert "sync --dry-run" in out.stdout and "Would sync 2 run(s)" in out.stdout + out.stderr
+
+
+def test_secrets_appear_nowhere(lf_run, lf_resumed, swift_run, grpo_run, zero3_run):
+    outputs = [lf_run[1], lf_resumed[1], swift_run[1], grpo_run[1], zero3_run[1]]
+    leaks = []
+    for run_dir in (lf_run[0], swift_run[0], grpo_run[0], zero3_run[0]):
+        files = [p for p in run_dir.rglob("*") if p.is_file() and not p.is_symlink()]
+        assert any(p.suffix == ".wandb" for p in files) and any(p.name == "node0.log" for p in files)
+        for path in files:
+            data = path.read_bytes()
+            leaks += [f"{path}: {name}" for name, value in SENTINELS.items() if value.encode() in data]
+    for out in outputs:
+        leaks += [f"launcher output: {name}" for name, value in SENTINELS.items() if value in out.stdout + out.stderr]
+    assert not leaks, leaks

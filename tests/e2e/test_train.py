@@ -1,0 +1,108 @@
+"""End to end through `finetune launch`: the GLM-4.5-Air LoRA recipe trains the replica for real.
+
+(a) one process without DeepSpeed, (b) the recipe's own ZeRO-3 JSON under torchrun with two processes (gloo).
+Both see the same 2 sequences per step, so their adapters must agree to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from finetune.frameworks import get_framework
+from finetune.recipes.recipe import resolve_recipe
+from finetune.recipes.overrides import format_override
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.train
+RECIPE = "llamafactory/glm45-air_lora_4xh100"
+STEPS = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(run_dir: Path, replica: Path, nproc: int, *extra: str):
+    recipe = resolve_recipe(RECIPE)
+    overrides = get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta)
+    args = ["launch", RECIPE, "--model", str(replica), "--run-dir", str(run_dir), "--nnodes", "1",
+            "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    for key, value in overrides.items():
+        args += ["--set", format_override(key, value)]
+    out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def _losses(run_dir: Path) -> list[float]:
+    log = run_dir / "output" / "trainer_log.jsonl"
+    return [row["loss"] for row in map(json.loads, log.read_text().splitlines()) if "loss" in row]
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory, air_replica):
+    run_dir = tmp_path_factory.mktemp("e2e") / "single"
+    _launch(run_dir, air_replica, 1, "--set", "deepspeed=null", "--set", "per_device_train_batch_size=2")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def zero3_run(tmp_path_factory, air_replica):
+    run_dir = tmp_path_factory.mktemp("e2e") / "zero3"
+    out = _launch(run_dir, air_replica, 2)
+    return run_dir, out
+
+
+def _assert_learns(losses: list[float]) -> None:
+    assert len(losses) == STEPS
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+
+
+def test_single_process_trains(single_run):
+    _assert_learns(_losses(single_run))
+    assert (single_run / "output" / "adapter_model.safetensors").is_file()
+    record = json.loads((single_run / "launch-node0.json").read_text())
+    assert record["recipe"] == RECIPE and record["overrides"]["deepspeed"] is None
+    assert record["command"][-1] == str(single_run / "config.yaml")
+    assert (single_run / "logs" / "node0.log").stat().st_size > 0
+
+
+def test_zero3_two_processes_trains(zero3_run):
+    run_dir, out = zero3_run
+    _assert_learns(_losses(run_dir))
+    assert "world size: 2" in out.stdout
+    assert json.loads((run_dir / "deepspeed.json").read_text())["zero_optimization"]["stage"] == 3
+    assert f"deepspeed: {run_dir}/deepspeed.json" in (run_dir / "config.yaml").read_text()
+
+
+def test_zero3_adapter_equals_single_process_adapter(single_run, zero3_run):
+    single = load_file(single_run / "output" / "adapter_model.safetensors")
+    zero3 = load_file(zero3_run[0] / "output" / "adapter_model.safetensors")
+    assert single.keys() == zero3.keys()
+    worst = max((single[k] - zero3[k]).abs().max().item() for k in single)
+    assert worst < 1e-4, worst
+    assert max(t.abs().max().item() for t in single.values()) > 1e-2  # the adapters did move
+    assert _losses(single_run) == pytest.approx(_losses(zero3_run[0]), abs=1e-3)
+
+
+def test_rerun_into_the_same_run_directory_is_refused(single_run, air_replica):
+    out = run_cli("launch", RECIPE, "--model", str(air_replica), "--run-dir", str(single_run),
+                  "--nnodes", "1", "--nproc-per-node", "1")
+    assert out.returncode == 2 and "never overwritten" in out.stderr
+
+
+def test_demo_prints_its_adapter(tmp_path):
+    out = run_cli("demo", "--steps", "3", "--runs-root", str(tmp_path), env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    adapter = Path(out.stdout.strip().splitlines()[-1].removeprefix("adapter: "))
+    assert adapter.is_file() and adapter.is_relative_to(tmp_path)
+    assert "running: .venv/bin/python -m finetune launch llamafactory/glm45-air_lora_4xh100" in out.stdout

@@ -1,0 +1,33 @@
+"""`finetune doctor` checks a node for real and says how to fix what is wrong."""
+
+from __future__ import annotations
+
+from finetune.launch.doctor import check_network, check_shared_storage, run_checks
+from finetune.recipes.recipe import resolve_recipe
+from tests.conftest import run_cli
+
+
+def test_doctor_on_this_machine(tmp_path):
+    out = run_cli("doctor", "llamafactory/glm45-air_lora_4xh100", "--runs-root", str(tmp_path))
+    findings = {f.check: f for f in run_checks(resolve_recipe("llamafactory/glm45-air_lora_4xh100"), tmp_path, 1)}
+    assert findings["LLaMA-Factory environment"].status in ("ok", "warn")  # imports work here
+    assert findings["run storage"].status == "ok" and findings["disk"].status == "ok"
+    if findings["GPUs"].status == "fail":  # a CPU machine: doctor fails the node and says why
+        assert out.returncode == 1 and "no NVIDIA GPU visible" in out.stdout
+    assert "how to fix" in out.stdout
+
+
+def test_wrong_network_interface_is_named(monkeypatch):
+    monkeypatch.setenv("NCCL_SOCKET_IFNAME", "ib-does-not-exist")
+    finding = check_network()
+    assert finding.status == "fail" and "ib-does-not-exist" in finding.detail and finding.fix
+    monkeypatch.setenv("NCCL_SOCKET_IFNAME", "lo")
+    assert check_network().status == "ok"
+
+
+def test_unwritable_run_storage_fails(tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    finding = check_shared_storage(blocked, 1)
+    assert finding.status == "fail" and "not writable" in finding.detail
+    assert check_shared_storage(tmp_path / "runs", 2).status == "warn"  # only this host has been seen

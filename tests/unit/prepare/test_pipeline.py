@@ -1,0 +1,469 @@
+"""`finetune prepare`: inputs, layouts, validation, the broken-input corpus, idempotence, samples, CLI.
+
+Everything here runs the pipeline in-process on small files (token statistics off unless a test is about
+them); tests/e2e/test_prepare_frameworks.py feeds the results to the frameworks themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune.prepare.datasets import list_datasets, resolve_dataset
+from finetune.errors import FinetuneError
+from finetune.prepare.formats import ConvertOptions, RowConverter
+from finetune.prepare.pipeline import PrepareOptions, prepare
+from finetune.prepare.problems import RowProblem
+from tests.conftest import REPO_ROOT, run_cli
+
+SAMPLES = ("chat", "tools", "reasoning", "preference", "rl")
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+CHAT = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
+TOOL_CHAT = {
+    "tools": [WEATHER],
+    "messages": [
+        {"role": "user", "content": "Weather in Rome and Oslo?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+        ]},
+        {"role": "tool", "content": "sunny"},
+        {"role": "tool", "content": "rain"},
+        {"role": "assistant", "content": "Rome is sunny, Oslo rainy."},
+    ],
+}  # fmt: skip
+
+
+def jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def run(tmp_path: Path, inputs: list, name: str = "ds", **kwargs):
+    kwargs.setdefault("token_stats", False)
+    kwargs.setdefault("progress", False)
+    return prepare(PrepareOptions(inputs=[str(p) for p in inputs], name=name, out_root=tmp_path / "out", **kwargs))
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def convert(row: dict, kind: str = "auto", **options) -> dict:
+    return RowConverter(ConvertOptions(**options)).convert(row, kind).row
+
+
+# -- layouts --------------------------------------------------------------------------------------------------------
+
+
+def test_openai_tool_calls_become_canonical():
+    row = convert(TOOL_CHAT)
+    calls = row["messages"][1]["tool_calls"]
+    assert [c["function"]["arguments"] for c in calls] == [{"city": "Rome"}, {"city": "Oslo"}]
+    assert all(c["type"] == "function" for c in calls)
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert row["tools"] == [WEATHER]
+
+
+def test_inline_think_moves_to_reasoning_content_exactly():
+    row = convert({"messages": [{"role": "user", "content": "q"},
+                                {"role": "assistant", "content": "<think>\n a b \n</think>\n\nAnswer."}]})  # fmt: skip
+    assert row["messages"][1] == {"role": "assistant", "content": "\n\nAnswer.", "reasoning_content": "\n a b \n"}
+
+
+def test_sharegpt_with_custom_tags_function_calls_and_joined_observations():
+    row = convert(
+        {"conversations": [
+            {"from": "SYS", "value": "Be brief."},
+            {"from": "HUMAN", "value": "Weather in Rome and Oslo?"},
+            {"from": "function_call", "value": json.dumps([{"name": "get_weather", "arguments": {"city": "Rome"}},
+                                                           {"name": "get_weather", "arguments": {"city": "Oslo"}}])},
+            {"from": "observation", "value": "sunny\n</tool_response>\n<tool_response>\nrain"},
+            {"from": "BOT", "value": "Sunny and rainy."},
+        ], "tools": json.dumps([WEATHER])},
+        roles={"SYS": "system", "HUMAN": "user", "BOT": "assistant"},
+    )  # fmt: skip
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant", "tool", "tool", "assistant"]
+    assert [m["content"] for m in row["messages"][3:5]] == ["sunny", "rain"]
+
+
+def test_swift_layout_reads_back_text_then_calls():
+    row = convert({"messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "<think>plan</think>\nChecking."},
+        {"role": "tool_call", "content": '{"name": "get_weather", "arguments": {"city": "Rome"}}'},
+        {"role": "tool_response", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."},
+    ], "tools": json.dumps([WEATHER])})  # fmt: skip
+    msg = row["messages"][1]
+    assert (msg["reasoning_content"], msg["content"], len(msg["tool_calls"])) == ("plan", "\nChecking.", 1)
+
+
+def test_alpaca_with_history_and_system():
+    row = convert({"instruction": "Translate", "input": "chat", "output": "cat", "system": "S",
+                   "history": [["hi", "hello"]]})  # fmt: skip
+    assert row["messages"] == [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"}, {"role": "user", "content": "Translate\nchat"},
+        {"role": "assistant", "content": "cat"},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", [
+    {"messages": [{"role": "user", "content": "q"}], "chosen": {"role": "assistant", "content": "good"},
+     "rejected": {"role": "assistant", "content": "bad"}},
+    {"prompt": "q", "chosen": "good", "rejected": "bad"},
+    {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+     "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]},
+    {"instruction": "q", "chosen": "good", "rejected": "bad"},
+    {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+     "rejected_response": "bad"},
+    {"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "gpt", "value": "good"},
+     "rejected": {"from": "gpt", "value": "bad"}},
+], ids=["openai", "trl-prompt", "trl-conversations", "alpaca", "swift", "sharegpt"])  # fmt: skip
+def test_preference_layouts_agree(row):
+    converted = RowConverter(ConvertOptions()).convert(row, "auto")
+    assert converted.kind == "preference"
+    assert converted.row == {"messages": [{"role": "user", "content": "q"}], "tools": [],
+                             "chosen": {"role": "assistant", "content": "good"},
+                             "rejected": {"role": "assistant", "content": "bad"}}  # fmt: skip
+
+
+def test_rl_prompts_keep_reference_fields_and_map_renames():
+    converted = RowConverter(ConvertOptions(columns={"question": "prompt", "answer": "solution"})).convert(
+        {"question": "2+2?", "answer": "4", "difficulty": 1}, "auto"
+    )
+    assert converted.kind == "rl"
+    assert converted.row == {"messages": [{"role": "user", "content": "2+2?"}], "tools": [], "solution": "4",
+                             "difficulty": 1}  # fmt: skip
+
+
+# -- inputs ---------------------------------------------------------------------------------------------------------
+
+
+def test_every_container_gives_the_same_canonical_rows(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [CHAT, {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "é, \"x\"\n2"},
+                                {"role": "assistant", "content": "ok"}]}]  # fmt: skip
+    flat = [{"messages": json.dumps(r["messages"], ensure_ascii=False)} for r in rows]
+    inputs = {
+        "jsonl": jsonl(tmp_path / "a.jsonl", rows),
+        "json": tmp_path / "a.json",
+        "csv": tmp_path / "a.csv",
+        "parquet": tmp_path / "a.parquet",
+        "datasets": tmp_path / "saved",
+        "gz": tmp_path / "a.jsonl.gz",
+    }
+    inputs["json"].write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
+    import csv
+    import gzip
+
+    with open(inputs["csv"], "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["messages"])
+        writer.writeheader()
+        writer.writerows(flat)
+    pq.write_table(pa.Table.from_pylist(rows), inputs["parquet"])
+    datasets.Dataset.from_list(rows).save_to_disk(str(inputs["datasets"]))
+    inputs["gz"].write_bytes(gzip.compress(inputs["jsonl"].read_bytes()))
+    canon = {}
+    for key, path in inputs.items():
+        result = run(tmp_path, [path], name=f"from_{key}")
+        canon[key] = read(result.dataset.canonical_train)
+    assert all(c == canon["jsonl"] for c in canon.values()), canon
+    assert len(canon["jsonl"]) == 2
+
+
+def test_several_files_and_folders_at_once(tmp_path):
+    (tmp_path / "dir").mkdir()
+    jsonl(tmp_path / "dir" / "a.jsonl", [CHAT])
+    jsonl(tmp_path / "dir" / "b.jsonl", [TOOL_CHAT])
+    single = jsonl(tmp_path / "c.jsonl", [{"instruction": "x", "output": "y"}])
+    result = run(tmp_path, [tmp_path / "dir", single])
+    manifest = result.dataset.manifest
+    assert manifest["counts"]["kept"] == 3
+    assert [s["rows_read"] for s in manifest["sources"]] == [1, 1, 1]
+    assert manifest["statistics"]["layouts"] == {"alpaca": 1, "openai": 2}
+
+
+def test_json_array_streams_elements_and_reports_their_lines(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text('[\n  {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},\n'
+                    '  {"messages": [{"role": "user", "content": "q"}]}\n]\n')  # fmt: skip
+    with pytest.raises(FinetuneError, match=r"a\.json:3: messages: no assistant turn"):
+        run(tmp_path, [path])
+
+
+# -- the broken-input corpus ---------------------------------------------------------------------------------------
+
+GOOD_LINE = json.dumps(CHAT)
+BROKEN = {
+    # name: (file name, bytes, line of the problem or None for the file, what the message says)
+    "truncated_json_line": ("t.jsonl", (GOOD_LINE + "\n" + GOOD_LINE[:40] + "\n").encode(), 2, "looks truncated"),
+    "wrong_role_order": ("o.jsonl", (json.dumps({"messages": [
+        {"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]})
+        + "\n").encode(), 1, "two user messages in a row"),
+    "undeclared_tool": ("u.jsonl", (json.dumps({**TOOL_CHAT, "tools": [
+        {"type": "function", "function": {"name": "get_wether"}}]}) + "\n").encode(), 1,
+        "calls `get_weather`, which is not a declared tool"),
+    "arguments_not_json": ("j.jsonl", (json.dumps({**TOOL_CHAT, "messages": [TOOL_CHAT["messages"][0], {
+        "role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{city: Rome"}}]},
+        {"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]}) + "\n").encode(), 1,
+        "arguments are not valid JSON"),
+    "tools_typed_differently": ("d.jsonl", (json.dumps(TOOL_CHAT) + "\n" + json.dumps(
+        {**TOOL_CHAT, "tools": json.dumps([WEATHER])}) + "\n").encode(), 2, "typed differently across rows"),
+    "empty_file": ("e.jsonl", b"", None, "the file is empty"),
+    "binary_file": ("b.jsonl", bytes(range(256)) * 4, None, "binary file"),
+    "unknown_format": ("f.jsonl", b'{"text": "hello", "label": 1}\n', 1, "unknown format"),
+    "non_utf8": ("n.jsonl", GOOD_LINE.replace("Hello!", "caf\xe9").encode("latin-1") + b"\n", 1, "not UTF-8"),
+    "unanswered_tool_call": ("a.jsonl", (json.dumps({**TOOL_CHAT, "messages": TOOL_CHAT["messages"][:2]}) + "\n")
+                             .encode(), 1, "never answered"),
+    "unbalanced_think": ("k.jsonl", (json.dumps({"messages": [{"role": "user", "content": "q"}, {
+        "role": "assistant", "content": "<think>never closed"}]}) + "\n").encode(), 1, "unbalanced think tags"),
+    "empty_turn": ("m.jsonl", (json.dumps({"messages": [{"role": "user", "content": " "},
+                                                        {"role": "assistant", "content": "a"}]}) + "\n").encode(),
+                   1, "an empty user message"),
+    "truncated_json_array": ("r.json", b'[{"messages": [{"role": "user", "content": "q"}, {"role": "ass', 1,
+                             "looks truncated"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_each_broken_input_gets_its_own_clear_error(tmp_path, name):
+    file_name, data, line, what = BROKEN[name]
+    path = tmp_path / file_name
+    path.write_bytes(data)
+    with pytest.raises(FinetuneError) as err:
+        run(tmp_path, [path])
+    message = str(err.value)
+    location = f"{path}:{line}:" if line else f"{path}:"
+    assert message.startswith(location), message
+    assert what in message, message
+    assert "--skip-invalid" in message and "Nothing was written" in message
+    assert not (tmp_path / "out" / "ds").exists()
+
+
+def test_skip_invalid_writes_every_broken_input_with_its_reason(tmp_path):
+    paths = []
+    for file_name, data, _, _ in BROKEN.values():
+        paths.append(tmp_path / file_name)
+        paths[-1].write_bytes(data)
+    good = jsonl(tmp_path / "good.jsonl", [CHAT, TOOL_CHAT])
+    result = run(tmp_path, [good, *paths], skip_invalid=True)
+    rejects = read(result.dataset.root / "rejects.jsonl")
+    by_file = {}
+    for entry in rejects:
+        by_file.setdefault(Path(entry["location"].split(":")[0]).name, []).append(entry)
+    for name, (file_name, _, line, what) in BROKEN.items():
+        entries = by_file.get(file_name)
+        assert entries and len(entries) == 1, (name, entries)
+        assert what in entries[0]["error"] + " " + entries[0]["field"], (name, entries[0])
+        assert entries[0]["fix"]
+        if line:
+            assert entries[0]["location"].endswith(f":{line}"), entries[0]
+    counts = result.dataset.manifest["counts"]
+    # the good file's two rows, plus the good first rows of the truncated-line and typed-differently files
+    whole_files = [n for n, (_, _, line, _) in BROKEN.items() if line is None]
+    assert (counts["rejected"], counts["rejected_files"]) == (len(BROKEN) - len(whole_files), len(whole_files))
+    assert counts["kept"] == 4 and counts["read"] == counts["kept"] + counts["rejected"]
+    assert result.rejected_examples and len(read(result.dataset.canonical_train)) == 4
+
+
+def test_all_rows_rejected_is_an_error(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(BROKEN["unknown_format"][1])
+    with pytest.raises(FinetuneError, match="No valid rows"):
+        run(tmp_path, [path], skip_invalid=True)
+
+
+# -- validation rules -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("row, what", [
+    ({"messages": [{"role": "assistant", "content": "a"}]}, "must start with a user message"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                   {"role": "system", "content": "s"}, {"role": "user", "content": "q2"},
+                   {"role": "assistant", "content": "a2"}]}, "system message after the start"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                   {"role": "assistant", "content": "b"}]}, "two assistant messages in a row"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "r"},
+                   {"role": "assistant", "content": "a"}]}, "answers no tool call"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "",
+                                                      "reasoning_content": "hmm"}]}, "reasoning but no answer"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a <think>x</think>"}]},
+     "does not open the message"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x</think>a"}]},
+     "without an opening"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>x</think>a",
+                                                      "reasoning_content": "y"}]}, "reasoning is given twice"),
+    ({**TOOL_CHAT, "messages": [*TOOL_CHAT["messages"][:3], TOOL_CHAT["messages"][4]]}, "never answered"),
+    ({**TOOL_CHAT, "messages": [TOOL_CHAT["messages"][0], {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": "[1, 2]"}}]},
+        {"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}]}, "must be a JSON object"),
+    ({"messages": [{"role": "user", "content": "q"}], "chosen": "same", "rejected": "same"}, "the same answer"),
+    ({"chosen": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}],
+      "rejected": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]}, "do not share a prompt"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                   {"role": "assistant", "content": "a"}]}, "only text content"),
+    ({"messages": [{"role": "narrator", "content": "q"}, {"role": "assistant", "content": "a"}]},
+     "unknown role `narrator`"),
+], ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
+def test_validation_rules(row, what):
+    from finetune.prepare.validate import validate_row
+
+    with pytest.raises(RowProblem) as err:
+        converted = RowConverter(ConvertOptions()).convert(row, "auto")
+        validate_row(converted.row, converted.kind)
+    assert what in str(err.value), str(err.value)
+    assert err.value.fix
+
+
+def test_kind_is_fixed_by_the_first_row(tmp_path):
+    path = jsonl(tmp_path / "mixed.jsonl", [CHAT, {"prompt": "q", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(FinetuneError, match=r"mixed\.jsonl:2: this row is a preference pair"):
+        run(tmp_path, [path])
+
+
+def test_rl_reference_fields_must_keep_one_type(tmp_path):
+    path = jsonl(tmp_path / "rl.jsonl", [{"prompt": "q", "solution": "4"}, {"prompt": "q2", "solution": 4}])
+    with pytest.raises(FinetuneError, match=r"rl\.jsonl:2: solution: .* typed differently"):
+        run(tmp_path, [path])
+
+
+# -- outputs, duplicates, splits, idempotence ------------------------------------------------------------------------
+
+
+def test_outputs_layout_and_manifest(tmp_path):
+    path = jsonl(tmp_path / "a.jsonl", [{"messages": [{"role": "user", "content": f"q{i}"},
+                                                      {"role": "assistant", "content": "a"}]} for i in range(200)])  # fmt: skip
+    ds = run(tmp_path, [path], name="mine", val_ratio=0.2).dataset
+    files = sorted(str(p.relative_to(ds.root)) for p in ds.root.rglob("*") if p.is_file())
+    assert files == ["canonical/train.jsonl", "canonical/val.jsonl", "dataset_info.json", "llamafactory/train.jsonl",
+                     "llamafactory/val.jsonl", "manifest.json", "swift/train.jsonl", "swift/val.jsonl"]  # fmt: skip
+    m = ds.manifest
+    assert m["counts"]["train"] + m["counts"]["val"] == 200 and 20 < m["counts"]["val"] < 60
+    assert m["content_hash"].startswith("sha256:") and m["kind"] == "sft"
+    for rel, info in m["outputs"].items():
+        assert len((ds.root / rel).read_text().splitlines()) == info["rows"]
+    registry = json.loads((ds.root / "dataset_info.json").read_text())
+    assert set(registry) == {"mine", "mine_val"}
+    assert registry["mine_val"]["file_name"] == "llamafactory/val.jsonl"
+    assert (ds.llamafactory_dir, ds.llamafactory_train, ds.llamafactory_val) == (ds.root, "mine", "mine_val")
+    assert ds.swift_val == ds.root / "swift" / "val.jsonl" and ds.canonical_train.is_file()
+    # the split follows the content: the same rows in another order land in the same splits
+    shuffled = jsonl(tmp_path / "b.jsonl", list(reversed(read(path))))
+    again = run(tmp_path, [shuffled], name="mine2", val_ratio=0.2).dataset
+    assert sorted(map(json.dumps, read(again.canonical_val or Path()))) == sorted(
+        map(json.dumps, read(ds.canonical_val or Path()))
+    )
+
+
+def test_duplicates_are_reported_and_dropped_on_request(tmp_path):
+    path = jsonl(tmp_path / "a.jsonl", [CHAT, TOOL_CHAT, CHAT, CHAT])
+    kept = run(tmp_path, [path], name="keep")
+    assert (kept.dataset.manifest["counts"]["duplicates"], kept.dataset.manifest["counts"]["kept"]) == (2, 4)
+    assert kept.duplicate_examples[0].startswith(f"{path}:3")
+    dropped = run(tmp_path, [path], name="drop", dedupe=True)
+    assert (dropped.dataset.manifest["counts"]["duplicates_dropped"], dropped.dataset.manifest["counts"]["kept"]) == (
+        2,
+        2,
+    )
+
+
+def test_second_run_is_a_no_op_and_a_different_dataset_is_never_overwritten(tmp_path):
+    path = jsonl(tmp_path / "a.jsonl", [CHAT])
+    first = run(tmp_path, [path])
+    stamp = first.dataset.canonical_train.stat().st_mtime_ns
+    second = run(tmp_path, [path])
+    assert (first.status, second.status) == ("written", "unchanged")
+    assert second.dataset.canonical_train.stat().st_mtime_ns == stamp
+    jsonl(path, [CHAT, TOOL_CHAT])
+    with pytest.raises(FinetuneError, match="never overwritten.*--force"):
+        run(tmp_path, [path])
+    with pytest.raises(FinetuneError, match="never overwritten"):
+        run(tmp_path, [path.with_name("a.jsonl")], val_ratio=0.5)  # other options: a different dataset too
+    replaced = run(tmp_path, [path], force=True)
+    assert replaced.status == "replaced" and replaced.dataset.manifest["counts"]["kept"] == 2
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_resolve_and_list_datasets(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNE_DATA_ROOT", str(tmp_path / "root"))
+    prepare(PrepareOptions(inputs=[str(jsonl(tmp_path / "a.jsonl", [CHAT]))], name="alpha", token_stats=False,
+                           progress=False))  # fmt: skip
+    assert list_datasets() == ["alpha"]
+    assert resolve_dataset("alpha").kind == "sft"
+    with pytest.raises(FinetuneError, match=r"No prepared dataset `alpah`.*Did you mean `alpha`.*alpha"):
+        resolve_dataset("alpah")
+
+
+def test_rl_dataset_has_no_llamafactory_form(tmp_path):
+    ds = run(tmp_path, [jsonl(tmp_path / "rl.jsonl", [{"prompt": "2+2?", "solution": "4"}])]).dataset
+    assert ds.kind == "rl" and not (ds.root / "dataset_info.json").exists()
+    assert read(ds.swift_train) == [{"messages": [{"role": "user", "content": "2+2?"}], "tools": "[]", "solution": "4"}]
+    with pytest.raises(FinetuneError, match="SWIFT GRPO"):
+        _ = ds.llamafactory_train
+
+
+def test_token_stats_count_rows_over_the_recipe_sequence_length(tmp_path):
+    long = {"messages": [{"role": "user", "content": "x" * 5000}, {"role": "assistant", "content": "ok"}]}
+    result = run(tmp_path, [jsonl(tmp_path / "a.jsonl", [CHAT, long])], token_stats=True,
+                 recipe="llamafactory/glm45-air_lora_4xh100")  # fmt: skip
+    stats = result.dataset.manifest["token_stats"]
+    assert stats["seq_len"] == 4096 and stats["rows_over_seq_len"] == 1
+    assert stats["examples_over_seq_len"][0].startswith("canonical/train.jsonl:")
+    assert stats["lengths"]["max"] > 5000 and "upper bound" in stats["tokenizer"]
+
+
+# -- samples, CLI, benchmark ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_bundled_samples_are_prepared_and_up_to_date(sample, monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO_ROOT)
+    folder = REPO_ROOT / "data" / "prepared" / f"sample_{sample}"
+    assert (folder / "manifest.json").is_file(), (
+        f"run: python -m finetune prepare data/samples/{sample}.jsonl --name sample_{sample}"
+    )
+    result = prepare(PrepareOptions(inputs=[f"data/samples/{sample}.jsonl"], name=f"sample_{sample}",
+                                    out_root=REPO_ROOT / "data" / "prepared", progress=False))  # fmt: skip
+    assert result.status == "unchanged", f"data/prepared/sample_{sample} is out of date: prepare it with --force"
+    counts = result.dataset.manifest["counts"]
+    assert 20 <= counts["kept"] <= 40 and counts["rejected"] == 0
+    assert result.dataset.manifest["sources"][0]["path"] == f"data/samples/{sample}.jsonl"
+    # the committed files are what today's code writes (a change to the writers must re-prepare the samples)
+    fresh = prepare(PrepareOptions(inputs=[f"data/samples/{sample}.jsonl"], name=f"sample_{sample}",
+                                   out_root=tmp_path, token_stats=False, progress=False)).dataset  # fmt: skip
+    assert fresh.manifest["outputs"] == result.dataset.manifest["outputs"]
+    assert fresh.manifest["statistics"] == result.dataset.manifest["statistics"]
+
+
+def test_cli_reports_the_first_bad_row_and_exits_2(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(BROKEN["wrong_role_order"][1])
+    proc = run_cli("prepare", str(path), "--name", "x", "--out-root", str(tmp_path / "out"), "--no-token-stats")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {path}:1: messages[1].role: a user message out of order"), proc.stderr
+    proc = run_cli("prepare", str(path), str(jsonl(tmp_path / "ok.jsonl", [CHAT])), "--name", "x", "--out-root",
+                   str(tmp_path / "out"), "--no-token-stats", "--skip-invalid")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "kept" in proc.stdout and "rejected" in proc.stdout and "rejects.jsonl" in proc.stdout
+
+
+def test_benchmark_script_runs_at_small_scale(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "bench/prepare_bench.py", "--rows", "400", "--workdir", str(tmp_path)],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "| 400 |" in proc.stdout and "rows/s" in proc.stdout
+    assert "rejected 0" in proc.stderr
