@@ -2,7 +2,8 @@
 # Creates the Python environments the recipes run in; safe to run again (an environment whose
 # requirements have not changed is left alone).
 #
-#   .venv/          the launcher and LLaMA-Factory   (requirements.txt -> requirements/llamafactory.txt)
+#   .venv/          the launcher and LLaMA-Factory   (requirements.txt -> requirements/llamafactory.txt),
+#                   with the `finetune` command (.venv/bin/finetune, an editable install of this checkout)
 #   .venvs/swift/   ms-swift                          (requirements/swift.txt)
 #
 # Usage: ./setup.sh [all|llamafactory|swift]        (default: all)
@@ -69,9 +70,21 @@ make_env() {  # $1: venv dir, $2: requirements file
   log "$venv ready"
 }
 
+install_launcher() {  # the `finetune` command in .venv/bin (an editable install: the checkout is the code)
+  if [ ! -x .venv/bin/finetune ]; then
+    log "installing the \`finetune\` command into .venv/bin"
+    local out
+    if ! out=$(.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1) || [ ! -x .venv/bin/finetune ]; then
+      printf '%s\n' "$out" >&2
+      log "could not install the finetune command (pip install -e . in .venv failed)"
+      exit 1
+    fi
+  fi
+}
+
 case "$WHICH" in
-  all) make_env .venv requirements.txt; make_env .venvs/swift requirements/swift.txt ;;
-  llamafactory) make_env .venv requirements.txt ;;
+  all) make_env .venv requirements.txt; install_launcher; make_env .venvs/swift requirements/swift.txt ;;
+  llamafactory) make_env .venv requirements.txt; install_launcher ;;
   swift) make_env .venvs/swift requirements/swift.txt ;;
   *) echo "usage: $0 [all|llamafactory|swift]" >&2; exit 2 ;;
 esac

@@ -32,7 +32,7 @@ if [[ "${SKIP_SETUP:-0}" != 1 ]]; then
     ./setup.sh all || { echo "setup failed" >&2; exit 1; }
 fi
 if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-    echo "torch sees no CUDA GPU here: this script measures GPUs only (CPU check: python -m finetune bench --tiny)." >&2
+    echo "torch sees no CUDA GPU here: this script measures GPUs only (CPU check: python -m finetune bench run --tiny)." >&2
     exit 1
 fi
 GPU=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')
@@ -59,7 +59,7 @@ phase() {  # phase NAME COMMAND...: run, time, and keep going when it fails
     fi
 }
 
-bench() { "$PY" -m finetune bench --steps "$STEPS" --warmup "$WARMUP" "$@"; }
+bench() { "$PY" -m finetune bench run --steps "$STEPS" --warmup "$WARMUP" "$@"; }
 
 for MODEL in glm-4.5-air glm-4.5; do
     phase "$MODEL: 1 dense + 1 MoE, lora and full" \
@@ -73,10 +73,10 @@ for MODEL in glm-4.5-air glm-4.5; do
         --out "$OUT/experts.jsonl"
 done
 
-phase "save the GLM-4.5-Air slice" "$PY" -m finetune bench-slice --model glm-4.5-air --layers 2 --device cuda \
+phase "save the GLM-4.5-Air slice" "$PY" -m finetune bench slice --model glm-4.5-air --layers 2 --device cuda \
     --out "$SLICE_DIR"
 for RECIPE in llamafactory/glm45-air_lora_4xh100 swift/glm45-air_lora_4xh100; do
-    phase "$RECIPE on the slice" "$PY" -m finetune bench-framework "$RECIPE" --slice "$SLICE_DIR" --steps 2 \
+    phase "$RECIPE on the slice" "$PY" -m finetune bench framework "$RECIPE" --slice "$SLICE_DIR" --steps 2 \
         --run-dir "$OUT/runs/${RECIPE//\//-}" --out "$OUT/frameworks.jsonl"
 done
 [[ -n "$SLICE_TMP" ]] && rm -rf "$SLICE_TMP"  # only the folder this script made
@@ -85,7 +85,7 @@ phase "start-up timings" bash -c "'$PY' bench/startup_time.py --runs 5 --importt
 
 reports=()
 for f in train experts frameworks; do [[ -s "$OUT/$f.jsonl" ]] && reports+=("$OUT/$f.jsonl"); done
-phase "report" bash -c "'$PY' -m finetune bench-report ${reports[*]} --fit > '$OUT/report.md'"
+phase "report" bash -c "'$PY' -m finetune bench report ${reports[*]} --fit > '$OUT/report.md'"
 
 echo
 echo "Finished in $((SECONDS - START)) s. Results: $OUT (report.md, startup.md, *.jsonl)."

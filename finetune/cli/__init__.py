@@ -1,7 +1,8 @@
-"""`python -m finetune`: list, show, validate and launch recipes, and the commands around them.
+"""`finetune` (or `python -m finetune`): list, show, validate and launch recipes, and the commands around them.
 
-Each command lives in a module of `finetune.cli` that registers its own subparser; heavy imports stay
-inside the command functions so that `--help`, `recipes` and `launch --dry-run` start fast.
+The argparse front only: each command lives in a module of this package that registers its own subparser and
+calls into the package that does the work; heavy imports stay inside the command functions so that `--help`,
+`recipes`, `plan` and `launch --dry-run` start fast.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m finetune", description="Fine-tune GLM-4.5 and GLM-4.5-Air with LLaMA-Factory or ms-swift."
+        prog="finetune", description="Fine-tune GLM-4.5 and GLM-4.5-Air with LLaMA-Factory or ms-swift."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -39,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from finetune.cli.bench import legacy_argv
+
+    args = build_parser().parse_args(legacy_argv(sys.argv[1:] if argv is None else list(argv)))
     try:
         return args.func(args)
     except FinetuneError as exc:

@@ -1,6 +1,9 @@
-"""`bench`: the recipes' training step measured on a slice of GLM-4.5, against the planner; and its helpers
-`bench-report` (markdown from the JSON lines), `bench-slice` (save a slice for the frameworks' own trainers) and
-`bench-framework` (one real LLaMA-Factory / SWIFT step on a saved slice)."""
+"""`bench run|report|slice|framework`: the recipes' training step measured on a slice of GLM-4.5, against the
+planner (`run`); markdown from the JSON lines (`report`); a slice saved for the frameworks' own trainers (`slice`);
+one real LLaMA-Factory / SWIFT step on a saved slice (`framework`).
+
+The first release's spellings (`bench` without a subcommand, `bench-report`, `bench-slice`, `bench-framework`)
+still work for one release: `legacy_argv` rewrites them before parsing, so they stay out of `--help`."""
 
 from __future__ import annotations
 
@@ -38,8 +41,38 @@ def _method(text: str) -> str:
     return text
 
 
+
+
+SUBCOMMANDS = ("run", "report", "slice", "framework")
+
+
+def legacy_argv(argv: list[str]) -> list[str]:
+    """The first release's spellings: `bench --model ...` is `bench run ...`, `bench-report` is `bench report`."""
+    head, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if head.startswith("bench-") and head.removeprefix("bench-") in SUBCOMMANDS:
+        return ["bench", head.removeprefix("bench-"), *rest]
+    if head == "bench" and (not rest or rest[0] not in (*SUBCOMMANDS, "-h", "--help")):
+        return ["bench", "run", *rest]
+    return argv
+
+
+HELP = {
+    "run": "measure training steps on a GLM-4.5 slice (memory, speed, MFU) vs the planner",
+    "report": "markdown table of benchmark records: measured vs planned",
+    "slice": "save a GLM-4.5 slice (random weights) as a local Hugging Face folder",
+    "framework": "one real framework training step on a saved slice (GPU machines)",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure training steps on a GLM-4.5 slice (memory, speed, MFU) vs the planner")
+    bench = sub.add_parser("bench", help="benchmarks on a GLM-4.5 slice: run | report | slice | framework")
+    commands = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
+    adders = {"run": _add_run, "report": _add_report, "slice": _add_slice, "framework": _add_framework}
+    for name, add in adders.items():
+        add(commands.add_parser(name, help=HELP[name]))
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS)
     p.add_argument("--layers", type=int, default=2, help="decoder layers in the slice (>= 2: dense + MoE)")
     p.add_argument("--dense-layers", type=int,
@@ -66,7 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("bench-report", help="markdown table of benchmark records: measured vs planned")
+
+def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", type=Path, nargs="+", help="JSON-lines files written by `bench --out`")
     p.add_argument(
         "--cpu",
@@ -81,7 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("bench-slice", help="save a GLM-4.5 slice (random weights) as a local Hugging Face folder")
+
+def _add_slice(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dense-layers", type=int)
@@ -90,9 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="a new folder")
     p.set_defaults(func=cmd_slice)
 
-    p = sub.add_parser("bench-framework", help="one real framework training step on a saved slice (GPU machines)")
+
+def _add_framework(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe id, e.g. llamafactory/glm45-air_lora_4xh100")
-    p.add_argument("--slice", type=Path, required=True, help="folder written by `bench-slice`")
+    p.add_argument("--slice", type=Path, required=True, help="folder written by `bench slice`")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--run-dir", type=Path, required=True, help="a new run directory")
     p.add_argument("--out", type=Path, help="append the record (JSON line) to this file")

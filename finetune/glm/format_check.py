@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -245,12 +246,21 @@ def prepare_cases(folder: Path, cases: list[dict[str, Any]] | None = None):
 # -- the check -----------------------------------------------------------------------------------------------------
 
 
+_RENDERING_MODULES = (
+    "finetune.glm.format_check",
+    "finetune.glm.format",
+    "finetune.prepare.writers",
+    "finetune.frameworks.trainer.llamafactory.template",
+    "finetune.frameworks.trainer.llamafactory.render",
+    "finetune.frameworks.trainer.swift.render",
+)
+
+
 def _cache_key(framework, settings: dict, data: bytes, tokenizer_dir: Path) -> str:
     digest = hashlib.sha256(json.dumps([framework.name, settings], sort_keys=True, default=str).encode())
     digest.update(data)
-    for name in ("format_check.py", "glm45_format.py", "prepare/writers.py", "frameworks/llamafactory_template.py",
-                 "frameworks/llamafactory_render.py", "frameworks/swift_render.py"):
-        digest.update((REPO_ROOT / "finetune" / name).read_bytes())
+    for module in _RENDERING_MODULES:  # a change to any of them can change the rendering
+        digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
     for name in ("chat_template.jinja", "tokenizer_config.json"):
         if (tokenizer_dir / name).is_file():
             digest.update((tokenizer_dir / name).read_bytes())
