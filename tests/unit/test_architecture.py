@@ -124,3 +124,13 @@ def test_help_and_plan_import_no_heavy_library():
     for argv in (["--help"], ["plan", "swift/glm45_lora_16xh100"], ["plan", "llamafactory/glm45-air_lora_4xh100"]):
         heavy = _imported_by(*argv) & set(HEAVY)
         assert not heavy, f"`finetune {' '.join(argv)}` imported {sorted(heavy)}"
+
+
+def test_ruff_owns_the_layout_and_finds_nothing():
+    ruff = Path(sys.executable).parent / "ruff"
+    assert ruff.is_file(), f"{ruff} is missing: ./setup.sh installs ruff (requirements.txt)"
+    for argv in (["check", "."], ["format", "--check", "."]):
+        out = subprocess.run([str(ruff), *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"ruff {' '.join(argv)}:\n{out.stdout[-3000:]}{out.stderr[-1000:]}"
+    markers = [str(p.relative_to(REPO_ROOT)) for p in PACKAGE.rglob("*.py") if "# fmt: skip" in p.read_text()]
+    assert not markers, f"`ruff format` owns the layout; remove the `# fmt: skip` markers in {markers}"

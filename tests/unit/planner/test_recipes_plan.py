@@ -122,9 +122,12 @@ def test_recipe_headers_carry_the_planner_figures(recipe_id):
 
 
 def test_gpu_catalog_covers_the_recipe_gpus():
-    from finetune.cli.plan import GPU_CHOICES
+    from finetune.cli import build_parser
 
-    assert set(CATALOG) == set(GPUS) == set(GPU_CHOICES)
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for command in ("plan", "launch"):
+        gpu_choices = next(a.choices for a in commands[command]._actions if a.dest == "gpu")
+        assert set(CATALOG) == set(GPUS) == set(gpu_choices), command
 
 
 # -- ms-swift configs, as plain dicts ------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""Every recipe, and overrides of it, through its framework's own argument parser (run in the framework's
+environment: seconds per recipe the first time, then cached)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finetune.errors import FinetuneError
+from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.paths import DEEPSPEED_DIR
+from tests.unit.recipes.test_recipes import RECIPE_IDS, _plan
+
+
+@pytest.mark.parametrize("recipe_id", RECIPE_IDS)
+def test_recipe_parses_with_the_framework_parser(recipe_id, air_replica, tmp_path):
+    plan = plan_launch(LaunchRequest(recipe=recipe_id, model=str(air_replica), run_dir=tmp_path / "run",
+                                     nnodes=1, nproc_per_node=1))
+    assert str(air_replica) in plan.config.values()
+    assert not (tmp_path / "run").exists()  # planning writes nothing
+
+
+def test_unknown_override_names_the_closest_key(air_replica, tmp_path):
+    with pytest.raises(FinetuneError) as err:
+        _plan(air_replica, tmp_path, overrides=["lora_rnak=8"])
+    assert "--set lora_rnak=..." in str(err.value) and "Did you mean `lora_rank`?" in str(err.value)
+
+
+def test_bad_override_value_is_rejected_by_the_parser(air_replica, tmp_path):
+    with pytest.raises(FinetuneError, match="learning_rate.*invalid float value: 'fast'"):
+        _plan(air_replica, tmp_path, overrides=["learning_rate=fast"])
+
+
+def test_bad_deepspeed_override_is_rejected(air_replica, tmp_path):
+    bad = tmp_path / "ds.json"
+    config = json.loads((DEEPSPEED_DIR / "zero3.json").read_text())
+    config["zero_optimization"]["stage3_prefetch_bucket"] = 1
+    bad.write_text(json.dumps(config))
+    with pytest.raises(FinetuneError, match="stage3_prefetch_bucket"):
+        _plan(air_replica, tmp_path, overrides=[f"deepspeed={bad}"])
