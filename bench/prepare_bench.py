@@ -34,13 +34,31 @@ WORDS = (  # noqa: SIM905 - a sentence of words reads better than a list literal
 ).split()
 
 TOOLS = [
-    {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city.",
-     "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-                    "required": ["city"]}}},
-    {"type": "function", "function": {"name": "lookup_order", "description": "Status of an order.",
-     "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}, "items": {"type": "boolean"}},
-                    "required": ["order_id"]}}},
-]  # fmt: skip
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "description": "Status of an order.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}, "items": {"type": "boolean"}},
+                "required": ["order_id"],
+            },
+        },
+    },
+]
 
 
 def _text(rng: random.Random, n: int) -> str:
@@ -52,40 +70,64 @@ def _row(i: int, rng: random.Random) -> dict:
     shape = i % 20
     q = f"[{i}] " + _text(rng, rng.randint(8, 30))
     if shape < 5:  # OpenAI chat with a system prompt, two exchanges
-        return {"messages": [
-            {"role": "system", "content": _text(rng, 12)},
-            {"role": "user", "content": q}, {"role": "assistant", "content": _text(rng, rng.randint(20, 60))},
-            {"role": "user", "content": _text(rng, 12)}, {"role": "assistant", "content": _text(rng, 30)},
-        ]}  # fmt: skip
+        return {
+            "messages": [
+                {"role": "system", "content": _text(rng, 12)},
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": _text(rng, rng.randint(20, 60))},
+                {"role": "user", "content": _text(rng, 12)},
+                {"role": "assistant", "content": _text(rng, 30)},
+            ]
+        }
     if shape < 10:  # OpenAI tool calling, parallel calls, string arguments, call ids
-        calls = [{"id": f"c{i}_{k}", "type": "function", "function": {"name": "get_weather",
-                  "arguments": json.dumps({"city": rng.choice(WORDS), "unit": "celsius"})}} for k in range(2)]  # fmt: skip
-        return {"tools": TOOLS, "messages": [
-            {"role": "user", "content": q},
-            {"role": "assistant", "content": "", "tool_calls": calls},
-            {"role": "tool", "tool_call_id": f"c{i}_0", "content": json.dumps({"temp": rng.randint(-5, 35)})},
-            {"role": "tool", "tool_call_id": f"c{i}_1", "content": json.dumps({"temp": rng.randint(-5, 35)})},
-            {"role": "assistant", "content": _text(rng, rng.randint(20, 60))},
-        ]}  # fmt: skip
+        calls = [
+            {
+                "id": f"c{i}_{k}",
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "arguments": json.dumps({"city": rng.choice(WORDS), "unit": "celsius"}),
+                },
+            }
+            for k in range(2)
+        ]
+        return {
+            "tools": TOOLS,
+            "messages": [
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": "", "tool_calls": calls},
+                {"role": "tool", "tool_call_id": f"c{i}_0", "content": json.dumps({"temp": rng.randint(-5, 35)})},
+                {"role": "tool", "tool_call_id": f"c{i}_1", "content": json.dumps({"temp": rng.randint(-5, 35)})},
+                {"role": "assistant", "content": _text(rng, rng.randint(20, 60))},
+            ],
+        }
     if shape < 13:  # OpenAI reasoning: reasoning_content and inline think blocks
-        return {"messages": [
-            {"role": "user", "content": q},
-            {"role": "assistant", "reasoning_content": _text(rng, 30), "content": _text(rng, 25)},
-            {"role": "user", "content": _text(rng, 10)},
-            {"role": "assistant", "content": f"<think>\n{_text(rng, 35)}\n</think>\n\n{_text(rng, 25)}"},
-        ]}  # fmt: skip
+        return {
+            "messages": [
+                {"role": "user", "content": q},
+                {"role": "assistant", "reasoning_content": _text(rng, 30), "content": _text(rng, 25)},
+                {"role": "user", "content": _text(rng, 10)},
+                {"role": "assistant", "content": f"<think>\n{_text(rng, 35)}\n</think>\n\n{_text(rng, 25)}"},
+            ]
+        }
     if shape < 17:  # ShareGPT with LLaMA-Factory's function_call / observation turns
         call = json.dumps([{"name": "lookup_order", "arguments": {"order_id": f"A-{i}", "items": True}}])
-        return {"tools": TOOLS, "conversations": [
-            {"from": "system", "value": _text(rng, 10)},
-            {"from": "human", "value": q}, {"from": "function_call", "value": call},
-            {"from": "observation", "value": json.dumps({"status": "shipped", "eta": "2025-03-01"})},
-            {"from": "gpt", "value": _text(rng, rng.randint(20, 70))},
-        ]}  # fmt: skip
+        return {
+            "tools": TOOLS,
+            "conversations": [
+                {"from": "system", "value": _text(rng, 10)},
+                {"from": "human", "value": q},
+                {"from": "function_call", "value": call},
+                {"from": "observation", "value": json.dumps({"status": "shipped", "eta": "2025-03-01"})},
+                {"from": "gpt", "value": _text(rng, rng.randint(20, 70))},
+            ],
+        }
     return {  # Alpaca with history
-        "instruction": q, "input": _text(rng, 15), "output": _text(rng, rng.randint(30, 70)),
+        "instruction": q,
+        "input": _text(rng, 15),
+        "output": _text(rng, rng.randint(30, 70)),
         "history": [[_text(rng, 12), _text(rng, 30)]],
-    }  # fmt: skip
+    }
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -112,15 +154,36 @@ def main() -> int:
         if not source.is_file():
             started = time.monotonic()
             generate(source, args.rows)
-            print(f"generated {args.rows:,} rows ({source.stat().st_size / 1e9:.2f} GB) in "
-                  f"{time.monotonic() - started:.0f} s: {source}", file=sys.stderr)  # fmt: skip
+            print(
+                f"generated {args.rows:,} rows ({source.stat().st_size / 1e9:.2f} GB) in "
+                f"{time.monotonic() - started:.0f} s: {source}",
+                file=sys.stderr,
+            )
     with open(source, "rb") as f:
         rows = sum(1 for _ in f)
-    command = [sys.executable, "-m", "finetune", "prepare", str(source), "--name", "bench",
-               "--out-root", str(workdir / "prepared"), "--no-token-stats", "--quiet", "--force"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "finetune",
+        "prepare",
+        str(source),
+        "--name",
+        "bench",
+        "--out-root",
+        str(workdir / "prepared"),
+        "--no-token-stats",
+        "--quiet",
+        "--force",
+    ]
     started = time.monotonic()
-    proc = subprocess.run(command, check=False, cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+    proc = subprocess.run(
+        command,
+        check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         print(proc.stdout + proc.stderr, file=sys.stderr)
@@ -131,10 +194,15 @@ def main() -> int:
     size = source.stat().st_size
     print("| rows | input | wall time | rows/s | input MB/s | peak RSS | written | CPUs |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {rows:,} | {size / 1e9:.2f} GB | {seconds:.1f} s | {rows / seconds:,.0f} | {size / 1e6 / seconds:.1f} "
-          f"| {peak_mib:,.0f} MiB | {written / 1e9:.2f} GB | {os.cpu_count()} |")  # fmt: skip
-    print(f"kept {manifest['counts']['kept']:,}, rejected {manifest['counts']['rejected']:,}, "
-          f"layouts {manifest['statistics']['layouts']}", file=sys.stderr)  # fmt: skip
+    print(
+        f"| {rows:,} | {size / 1e9:.2f} GB | {seconds:.1f} s | {rows / seconds:,.0f} | {size / 1e6 / seconds:.1f} "
+        f"| {peak_mib:,.0f} MiB | {written / 1e9:.2f} GB | {os.cpu_count()} |"
+    )
+    print(
+        f"kept {manifest['counts']['kept']:,}, rejected {manifest['counts']['rejected']:,}, "
+        f"layouts {manifest['statistics']['layouts']}",
+        file=sys.stderr,
+    )
     if not args.keep and args.workdir is None:
         import shutil
 

@@ -32,11 +32,21 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 3.0
 COMMANDS = {
-    "launch --dry-run": ["launch", "llamafactory/glm45_lora_16xh100", "--nnodes", "2", "--node-rank", "1",
-                         "--master-addr", "10.0.0.1", "--run-dir", "/tmp/finetune-startup-never-written",
-                         "--dry-run"],
+    "launch --dry-run": [
+        "launch",
+        "llamafactory/glm45_lora_16xh100",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--master-addr",
+        "10.0.0.1",
+        "--run-dir",
+        "/tmp/finetune-startup-never-written",
+        "--dry-run",
+    ],
     "plan": ["plan", "llamafactory/glm45_lora_16xh100"],
-}  # fmt: skip
+}
 SCENARIOS = {  # scenario -> cache subfolders removed before each timed run (after a warming run)
     "first-ever": None,
     "checks miss": ("checks",),
@@ -48,8 +58,14 @@ SCENARIOS = {  # scenario -> cache subfolders removed before each timed run (aft
 def run_once(args: list[str], cache: Path, extra: tuple[str, ...] = ()) -> tuple[float, subprocess.CompletedProcess]:
     env = {**os.environ, "FINETUNE_CACHE": str(cache)}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, *extra, "-m", "finetune", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, *extra, "-m", "finetune", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"`finetune {' '.join(args)}` failed:\n{proc.stderr[-2000:]}")
@@ -89,8 +105,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per command and scenario")
     parser.add_argument("--importtime", action="store_true", help="also list the slowest imports of a cold run")
     args = parser.parse_args()
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-          f"{args.runs} fresh processes per row; target < {TARGET_S:g} s.\n")  # fmt: skip
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
+        f"{args.runs} fresh processes per row; target < {TARGET_S:g} s.\n"
+    )
     print("| command | cache | median s | min s | max s | under 3 s |")
     print("|---|---|---|---|---|---|")
     for name, command in COMMANDS.items():
@@ -99,8 +117,11 @@ def main() -> int:
                 continue  # `plan` renders without the parser check
             times = time_scenario(command, removed, args.runs)
             median = statistics.median(times)
-            print(f"| `finetune {name}` | {scenario} | {median:.2f} | {min(times):.2f} | {max(times):.2f} "
-                  f"| {'yes' if median < TARGET_S else 'NO'} |", flush=True)  # fmt: skip
+            print(
+                f"| `finetune {name}` | {scenario} | {median:.2f} | {min(times):.2f} | {max(times):.2f} "
+                f"| {'yes' if median < TARGET_S else 'NO'} |",
+                flush=True,
+            )
     if args.importtime:
         for name, command in COMMANDS.items():
             print(f"\nSlowest imports of a first-ever `finetune {name}` (cumulative s, launcher process only):\n")

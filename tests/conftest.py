@@ -48,4 +48,3 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None,
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
-

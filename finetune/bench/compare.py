@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from finetune.frameworks.setup import LoraSpec, TrainingSetup
 from finetune.planner.memory import FIXED_OVERHEAD, GIB, PlanInputs, estimate
-from finetune.planner.params import LoraSpec, ModelShape, count_params
+from finetune.planner.params import ModelShape, count_params
 
 STATIC_TERMS = ("weights", "grads", "optimizer", "gathered")  # allocated once, whatever the sequence length
 NOMINAL_GPU = "h100-80gb"  # the planner's card for memory capacity when the device is not in its catalog
@@ -55,28 +56,27 @@ def lora_spec(rank: int, targets: tuple[str, ...]) -> LoraSpec:
 
 
 def slice_inputs(
-    config: dict[str, Any], *, method: str, checkpointing: bool, seq_len: int, micro_batch: int = 1,
+    config: dict[str, Any],
+    *,
+    method: str,
+    checkpointing: bool,
+    seq_len: int,
+    micro_batch: int = 1,
     lora: LoraSpec | None = None,
-) -> tuple[PlanInputs, int]:  # fmt: skip
+) -> tuple[PlanInputs, int]:
     """The planner's inputs for one single-GPU step of the slice, and its active parameters per token."""
-    counts = count_params(config, lora if method == "lora" else None)
-    full = method == "full"
-    inputs = PlanInputs(
-        shape=ModelShape.from_config(config),
-        total_params=counts.total,
-        trainable_params=counts.total if full else counts.trainable,
-        routed_expert_params=counts.routed_experts,
-        trainable_routed_experts=counts.routed_experts if full else counts.trainable_routed_experts,
-        moe_block_params=counts.moe_block,
-        gpus=1,
-        gpus_per_node=1,
+    setup = TrainingSetup(
+        framework="bench",
+        engine="deepspeed",  # one process, no ZeRO stage: nothing is partitioned, nothing gathered
+        method="full" if method == "full" else "lora",
+        lora=lora if method == "lora" else None,
         seq_len=seq_len,
         micro_batch=micro_batch,
-        lora=not full,
-        engine="deepspeed",
-        zero_stage=0,  # one process: nothing is partitioned, nothing gathered
+        grad_accum=1,
         checkpointing=checkpointing,
     )
+    counts = count_params(config, setup.lora)
+    inputs = PlanInputs.of(setup, ModelShape.from_config(config), counts, gpus=1, gpus_per_node=1)
     return inputs, counts.active_per_token
 
 
@@ -92,14 +92,21 @@ def gpu_key_for(device_name: str) -> str | None:
 
 
 def planned(
-    config: dict[str, Any], *, method: str, checkpointing: bool, seq_len: int, micro_batch: int = 1,
-    lora: LoraSpec | None = None, gpu_key: str | None = None,
-) -> Planned:  # fmt: skip
+    config: dict[str, Any],
+    *,
+    method: str,
+    checkpointing: bool,
+    seq_len: int,
+    micro_batch: int = 1,
+    lora: LoraSpec | None = None,
+    gpu_key: str | None = None,
+) -> Planned:
     from finetune.planner.gpus import get_gpu
     from finetune.planner.throughput import estimate_throughput, flops_per_token
 
-    inputs, active = slice_inputs(config, method=method, checkpointing=checkpointing, seq_len=seq_len,
-                                  micro_batch=micro_batch, lora=lora)  # fmt: skip
+    inputs, active = slice_inputs(
+        config, method=method, checkpointing=checkpointing, seq_len=seq_len, micro_batch=micro_batch, lora=lora
+    )
     card = get_gpu(gpu_key or NOMINAL_GPU)
     memory = estimate(inputs, card.memory_gib * GIB, reserve=1.0)
     terms = {t: getattr(memory, t) for t in memory.TERMS}
@@ -143,9 +150,15 @@ def replan(record: dict[str, Any]) -> dict[str, Any]:
     s, c = record["slice"], record["config"]
     piece = make_slice(s["model"], s["layers"], tiny=s["tiny"], dense=s["dense_layers"])
     lora = c.get("lora")
-    plan = planned(piece.config, method=c["method"], checkpointing=c["checkpointing"], seq_len=c["seq_len"],
-                   micro_batch=c["micro_batch"], lora=lora_spec(lora["rank"], tuple(lora["targets"])) if lora else None,
-                   gpu_key=record.get("planner_gpu")).to_json()  # fmt: skip
+    plan = planned(
+        piece.config,
+        method=c["method"],
+        checkpointing=c["checkpointing"],
+        seq_len=c["seq_len"],
+        micro_batch=c["micro_batch"],
+        lora=lora_spec(lora["rank"], tuple(lora["targets"])) if lora else None,
+        gpu_key=record.get("planner_gpu"),
+    ).to_json()
     updated = {**record, "planned": plan}
     if record.get("metrics"):
         updated["ratios"] = ratios(record["metrics"], plan)

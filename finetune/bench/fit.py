@@ -36,7 +36,7 @@ def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
     if n < 2 or var == 0:
         total_x = sum(xs)
         return 0.0, (sum(ys) / total_x if total_x else 1.0)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
     return mean_y - slope * mean_x, slope
 
 
@@ -77,8 +77,9 @@ def per_layer_fit(records: list[dict]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in _ok(records):
         c, s = r["config"], r["slice"]
-        groups[(s["model"], s["tiny"], s["dense_layers"], c["method"], c["checkpointing"], c["seq_len"],
-                c["experts_impl"])].append(r)  # fmt: skip
+        groups[
+            (s["model"], s["tiny"], s["dense_layers"], c["method"], c["checkpointing"], c["seq_len"], c["experts_impl"])
+        ].append(r)
     rows = []
     for (model, _tiny, _dense, method, on, seq_len, impl), group in sorted(groups.items(), key=str):
         layer_counts = {r["slice"]["moe_layers"] for r in group}
@@ -87,11 +88,17 @@ def per_layer_fit(records: list[dict]) -> list[dict[str, Any]]:
         xs = [float(r["slice"]["moe_layers"]) for r in group]
         ys = [_measured_dynamic(r) for r in group]  # static terms differ by the layer's weights: planned, removed
         _, per_layer = least_squares(xs, ys)
-        rows.append({
-            "model": model, "method": method, "checkpointing": on, "seq_len": seq_len, "experts_impl": impl,
-            "measured_bytes_per_token": per_layer / seq_len,
-            "planned_bytes_per_token": _planner_layer_bytes(group[0], on),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "checkpointing": on,
+                "seq_len": seq_len,
+                "experts_impl": impl,
+                "measured_bytes_per_token": per_layer / seq_len,
+                "planned_bytes_per_token": _planner_layer_bytes(group[0], on),
+            }
+        )
     return rows
 
 
@@ -107,8 +114,17 @@ def mfu_fit(records: list[dict]) -> list[dict[str, Any]]:
     for (model, method, on, impl), group in sorted(groups.items(), key=str):
         values = [r["metrics"]["mfu"] for r in group]
         band = group[0]["planned"].get("mfu_range")
-        rows.append({"model": model, "method": method, "checkpointing": on, "experts_impl": impl,
-                     "mfu_min": min(values), "mfu_max": max(values), "planner_band": band})  # fmt: skip
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "checkpointing": on,
+                "experts_impl": impl,
+                "mfu_min": min(values),
+                "mfu_max": max(values),
+                "planner_band": band,
+            }
+        )
     return rows
 
 

@@ -35,8 +35,13 @@ class DeviceMemorySampler:
 
     def _sample(self) -> int | None:
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                                 capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             return int(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.strip() else None
         except (OSError, ValueError, subprocess.TimeoutExpired):
             return None
@@ -82,9 +87,14 @@ def _slice_summary(slice_dir: Path) -> dict[str, Any]:
 
 
 def run_framework_step(
-    recipe_id: str, slice_dir: Path, run_dir: Path, *, steps: int = 2, out: Path | None = None,
+    recipe_id: str,
+    slice_dir: Path,
+    run_dir: Path,
+    *,
+    steps: int = 2,
+    out: Path | None = None,
     overrides: list[str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Launch `recipe_id` on the slice for `steps` optimizer steps (one process); the record is returned and
     appended to `out`."""
     from finetune.frameworks import get_framework
@@ -95,15 +105,38 @@ def run_framework_step(
     summary = _slice_summary(slice_dir)
     device = measure.detect()
     recipe = resolve_recipe(recipe_id)
-    shrink: dict[str, Any] = {"max_steps": steps, "gradient_accumulation_steps": 1, "logging_steps": 1,
-                              "save_steps": steps}  # fmt: skip
+    shrink: dict[str, Any] = {
+        "max_steps": steps,
+        "gradient_accumulation_steps": 1,
+        "logging_steps": 1,
+        "save_steps": steps,
+    }
     if device.kind == "cpu":  # the tiny slice on a CPU: the framework's own CPU settings (fp32, short sequences)
         shrink = get_framework(recipe.framework).cpu_smoke_overrides(steps, recipe.meta) | shrink
     sets = [a for k, v in shrink.items() for a in ("--set", format_override(k, v))]
     sets += [a for o in overrides or [] for a in ("--set", o)]
-    argv = [sys.executable, "-m", "finetune", "launch", recipe.id, "--model", str(slice_dir), "--run-dir",
-            str(run_dir), "--nnodes", "1", "--node-rank", "0", "--nproc-per-node", "1", "--master-addr",
-            "127.0.0.1", "--master-port", str(_free_port()), *sets]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "finetune",
+        "launch",
+        recipe.id,
+        "--model",
+        str(slice_dir),
+        "--run-dir",
+        str(run_dir),
+        "--nnodes",
+        "1",
+        "--node-rank",
+        "0",
+        "--nproc-per-node",
+        "1",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        *sets,
+    ]
     start = time.perf_counter()
     with DeviceMemorySampler() as sampler:
         proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
@@ -133,6 +166,8 @@ def run_framework_step(
         record["output_tail"] = proc.stdout[-3000:] + proc.stderr[-3000:]
     if out is not None:
         records.append(out, record)
-    print(f"[{device.kind}] {recipe.id} on {slice_dir.name}: {record['status']} in {wall:.0f} s"
-          + (f"\n{record['output_tail']}" if proc.returncode else ""))  # fmt: skip
+    print(
+        f"[{device.kind}] {recipe.id} on {slice_dir.name}: {record['status']} in {wall:.0f} s"
+        + (f"\n{record['output_tail']}" if proc.returncode else "")
+    )
     return record

@@ -1,5 +1,5 @@
-"""The LoRA the recipes train, read from the LLaMA-Factory LoRA recipe of the model (rank, alpha, targets), so the
-benchmark adapts exactly what a recipe run adapts."""
+"""The LoRA the recipes train, read from the TrainingSetup of the model's LLaMA-Factory LoRA recipe (rank, alpha,
+targets), so the benchmark adapts exactly what a recipe run adapts."""
 
 from __future__ import annotations
 
@@ -18,17 +18,14 @@ class RecipeLora:
 
 def recipe_lora(model: str) -> RecipeLora:
     """The LoRA of the LLaMA-Factory LoRA recipe for `model` (the tiny slices use the same recipe's targets)."""
+    from finetune.frameworks import get_framework
     from finetune.recipes.recipe import all_recipes
 
     for recipe in all_recipes():
         if recipe.framework == "llamafactory" and recipe.meta.model == model and recipe.meta.method == "lora":
-            config = recipe.config
-            targets = config.get("lora_target", "all")
-            targets = targets if isinstance(targets, list) else str(targets).split(",")
-            return RecipeLora(
-                recipe_id=recipe.id,
-                rank=int(config.get("lora_rank", 8)),
-                alpha=int(config.get("lora_alpha", 2 * int(config.get("lora_rank", 8)))),
-                targets=tuple(t.strip() for t in targets if t.strip()),
-            )
+            setup = get_framework(recipe.framework).recipe_setup(recipe)
+            if setup.lora is not None:
+                return RecipeLora(
+                    recipe.id, setup.lora.rank, setup.lora_alpha or 2 * setup.lora.rank, setup.lora_targets
+                )
     raise FinetuneError(f"No LLaMA-Factory LoRA recipe for `{model}` to take the LoRA targets from.")

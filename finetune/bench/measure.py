@@ -33,8 +33,13 @@ class Device:
     memory_bytes: int | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.name, "device_kind": self.kind, "planner_gpu": self.planner_gpu,
-                "peak_bf16_tflops": self.peak_tflops, "device_memory_bytes": self.memory_bytes}  # fmt: skip
+        return {
+            "device": self.name,
+            "device_kind": self.kind,
+            "planner_gpu": self.planner_gpu,
+            "peak_bf16_tflops": self.peak_tflops,
+            "device_memory_bytes": self.memory_bytes,
+        }
 
 
 def detect(requested: str | None = None, peak_tflops: float | None = None) -> Device:

@@ -44,8 +44,10 @@ def check_gpu_records(records: list[dict]) -> None:
         )
     tiny = [r for r in records if (r.get("slice") or {}).get("tiny")]
     if tiny:
-        raise NotGpuRecords(f"{len(tiny)} records ran the tiny replica shapes: they say nothing about GLM-4.5 on a "
-                            "GPU. Render them with --cpu (labelled), or measure the real slice.")  # fmt: skip
+        raise NotGpuRecords(
+            f"{len(tiny)} records ran the tiny replica shapes: they say nothing about GLM-4.5 on a "
+            "GPU. Render them with --cpu (labelled), or measure the real slice."
+        )
 
 
 def train_table(records: list[dict]) -> list[str]:
@@ -64,12 +66,21 @@ def train_table(records: list[dict]) -> list[str]:
         speed = p.get("tokens_per_s")
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}"
         cells = [
-            s["model"], f"{s['layers']} ({s['dense_layers']}+{s['moe_layers']})", c["method"],
-            "on" if c["checkpointing"] else "off", f"{c['seq_len']:,}", c["experts_impl"],
-            _gib(m.get("peak_memory_bytes")), _gib(p.get("memory_bytes")), _ratio((r.get("ratios") or {}).get("memory")),
-            f"{m['step_time_s']:.3f}" if m else "-", f"{m['tokens_per_s']:,.0f}" if m else "-",
-            f"{speed[0]:,.0f}-{speed[1]:,.0f}" if speed else "-", _pct(m.get("mfu")), status,
-        ]  # fmt: skip
+            s["model"],
+            f"{s['layers']} ({s['dense_layers']}+{s['moe_layers']})",
+            c["method"],
+            "on" if c["checkpointing"] else "off",
+            f"{c['seq_len']:,}",
+            c["experts_impl"],
+            _gib(m.get("peak_memory_bytes")),
+            _gib(p.get("memory_bytes")),
+            _ratio((r.get("ratios") or {}).get("memory")),
+            f"{m['step_time_s']:.3f}" if m else "-",
+            f"{m['tokens_per_s']:,.0f}" if m else "-",
+            f"{speed[0]:,.0f}-{speed[1]:,.0f}" if speed else "-",
+            _pct(m.get("mfu")),
+            status,
+        ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
@@ -121,13 +132,17 @@ def framework_table(records: list[dict]) -> list[str]:
     steps = [r for r in records if r.get("kind") == "framework_step"]
     if not steps:
         return []
-    rows = ["| recipe | slice | status | wall s | peak device memory GiB (nvidia-smi) | framework log |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| recipe | slice | status | wall s | peak device memory GiB (nvidia-smi) | framework log |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in steps:
         m = r.get("metrics") or {}
-        rows.append(f"| {r['recipe']} | {r.get('slice', {}).get('model', '?')} {r.get('slice', {}).get('layers', '?')}L "
-                    f"| {r['status']} | {m.get('wall_s', 0):.0f} | {_gib(m.get('peak_device_memory_bytes'))} "
-                    f"| {_log_excerpt(m.get('last_log'))} |")  # fmt: skip
+        rows.append(
+            f"| {r['recipe']} | {r.get('slice', {}).get('model', '?')} {r.get('slice', {}).get('layers', '?')}L "
+            f"| {r['status']} | {m.get('wall_s', 0):.0f} | {_gib(m.get('peak_device_memory_bytes'))} "
+            f"| {_log_excerpt(m.get('last_log'))} |"
+        )
     return rows
 
 
@@ -142,15 +157,19 @@ def fit_section(records: list[dict]) -> list[str]:
         "|---|---|---|---|",
     ]
     for mode, c in result["memory"].items():
-        lines.append(f"| {mode.removeprefix('checkpointing_')} | {c['scale']:.3f} | {c['offset_bytes'] / GIB:.2f} "
-                     f"| {c['points']} |")  # fmt: skip
+        lines.append(
+            f"| {mode.removeprefix('checkpointing_')} | {c['scale']:.3f} | {c['offset_bytes'] / GIB:.2f} "
+            f"| {c['points']} |"
+        )
     if result["per_moe_layer"]:
         header = "| model | method | checkpointing | seq | experts | one more MoE layer, KiB/token measured | planned |"
         lines += ["", header, "|---|---|---|---|---|---|---|"]
         for row in result["per_moe_layer"]:
-            lines.append(f"| {row['model']} | {row['method']} | {'on' if row['checkpointing'] else 'off'} "
-                         f"| {row['seq_len']:,} | {row['experts_impl']} | {row['measured_bytes_per_token'] / 1024:.1f} "
-                         f"| {row['planned_bytes_per_token'] / 1024:.1f} |")  # fmt: skip
+            lines.append(
+                f"| {row['model']} | {row['method']} | {'on' if row['checkpointing'] else 'off'} "
+                f"| {row['seq_len']:,} | {row['experts_impl']} | {row['measured_bytes_per_token'] / 1024:.1f} "
+                f"| {row['planned_bytes_per_token'] / 1024:.1f} |"
+            )
     if result["mfu"]:
         lines += [
             "",
@@ -159,14 +178,18 @@ def fit_section(records: list[dict]) -> list[str]:
         ]
         for row in result["mfu"]:
             band = row["planner_band"]
-            lines.append(f"| {row['model']} | {row['method']} | {'on' if row['checkpointing'] else 'off'} "
-                         f"| {row['experts_impl']} | {row['mfu_min']:.1%}-{row['mfu_max']:.1%} "
-                         f"| {f'{band[0]:.1%}-{band[1]:.1%}' if band else '-'} |")  # fmt: skip
+            lines.append(
+                f"| {row['model']} | {row['method']} | {'on' if row['checkpointing'] else 'off'} "
+                f"| {row['experts_impl']} | {row['mfu_min']:.1%}-{row['mfu_max']:.1%} "
+                f"| {f'{band[0]:.1%}-{band[1]:.1%}' if band else '-'} |"
+            )
     check = result["recheck"]
     if check.get("records"):
-        summary = (f"Within 15 % of the measured peak: planner as it is {check['as_is_within_target']:.0%} of "
-                   f"{check['records']} configurations (worst {check['as_is_worst']:+.0%}); with the fitted terms "
-                   f"{check['fitted_within_target']:.0%} (worst {check['fitted_worst']:+.0%}).")  # fmt: skip
+        summary = (
+            f"Within 15 % of the measured peak: planner as it is {check['as_is_within_target']:.0%} of "
+            f"{check['records']} configurations (worst {check['as_is_worst']:+.0%}); with the fitted terms "
+            f"{check['fitted_within_target']:.0%} (worst {check['fitted_worst']:+.0%})."
+        )
         lines += ["", summary]
     return lines
 
@@ -210,8 +233,10 @@ def cpu_report(records: list[dict], fit: bool = False) -> str:
         if kind == "gpu" and not any((r.get("slice") or {}).get("tiny") for r in group):
             title = f"### Measured on {device} (GPU)"
         else:
-            title = (f"### CPU run on `{device}`, tiny shapes: checks the harness; NOT GPU figures, and says nothing "
-                     "about GLM-4.5's memory or speed")  # fmt: skip
+            title = (
+                f"### CPU run on `{device}`, tiny shapes: checks the harness; NOT GPU figures, and says nothing "
+                "about GLM-4.5's memory or speed"
+            )
         lines += _section(title, group, fit) + [""]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -42,8 +42,17 @@ def _oom_errors() -> tuple[type[BaseException], ...]:
     return (torch.OutOfMemoryError, MemoryError)
 
 
-def _base_record(piece: Slice, device: measure.Device, method: str, on: bool, seq_len: int, impl: str,
-                 matrix: Matrix, dtype_name: str, lora) -> dict[str, Any]:  # fmt: skip
+def _base_record(
+    piece: Slice,
+    device: measure.Device,
+    method: str,
+    on: bool,
+    seq_len: int,
+    impl: str,
+    matrix: Matrix,
+    dtype_name: str,
+    lora,
+) -> dict[str, Any]:
     lora_record = None
     if method == "lora":
         lora_record = {"recipe": lora.recipe_id, "rank": lora.rank, "alpha": lora.alpha, "targets": list(lora.targets)}
@@ -70,9 +79,15 @@ def _base_record(piece: Slice, device: measure.Device, method: str, on: bool, se
 
 
 def _planned(piece: Slice, device: measure.Device, method: str, on: bool, seq_len: int, matrix: Matrix, lora):
-    return compare.planned(piece.config, method=method, checkpointing=on, seq_len=seq_len,
-                           micro_batch=matrix.micro_batch, lora=compare.lora_spec(lora.rank, lora.targets),
-                           gpu_key=device.planner_gpu)  # fmt: skip
+    return compare.planned(
+        piece.config,
+        method=method,
+        checkpointing=on,
+        seq_len=seq_len,
+        micro_batch=matrix.micro_batch,
+        lora=compare.lora_spec(lora.rank, lora.targets),
+        gpu_key=device.planner_gpu,
+    )
 
 
 def measure_config(
@@ -87,8 +102,10 @@ def measure_config(
     from finetune.bench.step import random_batch, train_step
 
     vocab = int(session.piece.config["vocab_size"])
-    batches = [random_batch(vocab, seq_len, matrix.micro_batch, session.device, matrix.seed + n)
-               for n in range(matrix.warmup + matrix.steps)]  # fmt: skip
+    batches = [
+        random_batch(vocab, seq_len, matrix.micro_batch, session.device, matrix.seed + n)
+        for n in range(matrix.warmup + matrix.steps)
+    ]
     for batch in batches[: matrix.warmup]:
         train_step(session, batch)
     times, losses = [], []
@@ -122,8 +139,10 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
     from finetune.bench import step
 
     if device.kind == "cpu" and not piece.tiny:
-        raise FinetuneError("Real GLM-4.5 shapes need a GPU (the slice alone is billions of parameters); "
-                            "--tiny runs the same benchmark on a CPU with the replica's shapes.")  # fmt: skip
+        raise FinetuneError(
+            "Real GLM-4.5 shapes need a GPU (the slice alone is billions of parameters); "
+            "--tiny runs the same benchmark on a CPU with the replica's shapes."
+        )
     dtype = torch.bfloat16 if device.kind == "gpu" else torch.float32
     dtype_name = str(dtype).removeprefix("torch.")
     lora = recipe_lora(piece.model)
@@ -142,25 +161,33 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
             record = _base_record(piece, device, method, on, seq_len, impl, matrix, dtype_name, lora)
             plan = _planned(piece, device, method, on, seq_len, matrix, lora)
             record["planned"] = plan.to_json()
-            gathered = experts.gathered_weight_bytes(impl, piece.config, seq_len * matrix.micro_batch,
-                                                     dtype.itemsize)  # fmt: skip
+            gathered = experts.gathered_weight_bytes(impl, piece.config, seq_len * matrix.micro_batch, dtype.itemsize)
             shorter_oom = oom_at.get((on, impl))
             if shorter_oom is not None and seq_len >= shorter_oom:
                 record |= {"status": "skipped", "reason": f"ran out of memory at {shorter_oom:,} tokens already"}
             elif capacity and gathered > capacity:
-                record |= {"status": "skipped", "reason": f"{impl} would gather {gathered / 2**30:,.0f} GiB of "
-                           "expert weights in one MoE layer's forward, more than the device holds"}  # fmt: skip
+                record |= {
+                    "status": "skipped",
+                    "reason": f"{impl} would gather {gathered / 2**30:,.0f} GiB of "
+                    "expert weights in one MoE layer's forward, more than the device holds",
+                }
             else:
                 failed = False
                 try:
                     if session is None:
-                        session = step.start(piece, method, device=device.torch_device, dtype=dtype, lora=lora,
-                                             experts_impl=impl, seed=matrix.seed)  # fmt: skip
+                        session = step.start(
+                            piece,
+                            method,
+                            device=device.torch_device,
+                            dtype=dtype,
+                            lora=lora,
+                            experts_impl=impl,
+                            seed=matrix.seed,
+                        )
                     session.set_experts(impl)
                     session.set_checkpointing(on)
                     metrics = measure_config(session, device, seq_len, matrix, plan.flops_per_token, cpu_floor)
-                    record |= {"status": "ok", "metrics": metrics,
-                               "ratios": compare.ratios(metrics, record["planned"])}  # fmt: skip
+                    record |= {"status": "ok", "metrics": metrics, "ratios": compare.ratios(metrics, record["planned"])}
                 except _oom_errors() as exc:
                     record |= {"status": "oom", "reason": str(exc).splitlines()[0][:300]}
                     failed = True
@@ -182,8 +209,11 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
 
 def summary_line(record: dict) -> str:
     c, s = record["config"], record["slice"]
-    head = (f"[{record['device_kind']}] {s['model']} {s['layers']}L {c['method']:<4} ckpt={'on ' if c['checkpointing'] else 'off'} "
-            f"seq={c['seq_len']:>6} experts={c['experts_impl']:<10}")  # fmt: skip
+    head = (
+        f"[{record['device_kind']}] {s['model']} {s['layers']}L {c['method']:<4} "
+        f"ckpt={'on ' if c['checkpointing'] else 'off'} "
+        f"seq={c['seq_len']:>6} experts={c['experts_impl']:<10}"
+    )
     if record["status"] != "ok":
         return f"{head} {record['status']}: {record.get('reason', '')}"
     m, p = record["metrics"], record["planned"]
@@ -202,8 +232,10 @@ def plan_only_table(piece: Slice, matrix: Matrix, gpu_key: str) -> list[str]:
 
     card = get_gpu(gpu_key)
     lora = recipe_lora(piece.model)
-    header = (f"| model | layers (dense+MoE) | method | checkpointing | seq | planned GiB (allocator view) "
-              f"| fits {card.name} | planned tokens/s | GFLOP per token |")  # fmt: skip
+    header = (
+        f"| model | layers (dense+MoE) | method | checkpointing | seq | planned GiB (allocator view) "
+        f"| fits {card.name} | planned tokens/s | GFLOP per token |"
+    )
     rows = [header, "|---|---|---|---|---|---|---|---|---|"]
     for method in matrix.methods:
         for on in matrix.checkpointing:
@@ -213,7 +245,9 @@ def plan_only_table(piece: Slice, matrix: Matrix, gpu_key: str) -> list[str]:
                 low, high = p.tokens_per_s
                 gib = p.memory_bytes / 2**30
                 fits = "yes" if p.memory_bytes + compare.FIXED_OVERHEAD <= card.memory_gib * 2**30 else "no"
-                rows.append(f"| {piece.model} | {piece.layers} ({piece.dense_layers}+{piece.moe_layers}) | {method} "
-                            f"| {'on' if on else 'off'} | {seq_len:,} | {gib:.1f} | {fits} | {low:,.0f}-{high:,.0f} "
-                            f"| {p.flops_per_token / 1e9:.1f} |")  # fmt: skip
+                rows.append(
+                    f"| {piece.model} | {piece.layers} ({piece.dense_layers}+{piece.moe_layers}) | {method} "
+                    f"| {'on' if on else 'off'} | {seq_len:,} | {gib:.1f} | {fits} | {low:,.0f}-{high:,.0f} "
+                    f"| {p.flops_per_token / 1e9:.1f} |"
+                )
     return rows

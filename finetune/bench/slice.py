@@ -125,8 +125,9 @@ def save_slice(piece: Slice, out: Path, *, device: str = "cpu", seed: int = 0) -
     config = dict(piece.config)
     config["eos_token_id"] = [tokenizer.convert_tokens_to_ids(t) for t in EOS_TOKENS]
     config["pad_token_id"] = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    model = build_model(Slice(piece.model, piece.layers, piece.tiny, config), device=device, dtype=torch.bfloat16,
-                        seed=seed)  # fmt: skip
+    model = build_model(
+        Slice(piece.model, piece.layers, piece.tiny, config), device=device, dtype=torch.bfloat16, seed=seed
+    )
     model.generation_config.eos_token_id = config["eos_token_id"]
     model.generation_config.pad_token_id = config["pad_token_id"]
     model.save_pretrained(out)

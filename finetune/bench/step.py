@@ -37,11 +37,11 @@ class MasterWeightsAdamW:
             p.grad = None
 
     def step(self) -> None:
-        for p, m in zip(self.params, self.master):
+        for p, m in zip(self.params, self.master, strict=True):
             m.grad = None if p.grad is None else p.grad.float()
             p.grad = None
         self.optimizer.step()
-        for p, m in zip(self.params, self.master):
+        for p, m in zip(self.params, self.master, strict=True):
             p.data.copy_(m)
             m.grad = None
 
@@ -118,8 +118,13 @@ def start(piece: Slice, method: str, *, device: str, dtype, lora: RecipeLora, ex
     if method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
-        config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=lora.rank, lora_alpha=lora.alpha, lora_dropout=0.0,
-                            target_modules=_lora_targets(hf_model, lora))  # fmt: skip
+        config = LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=lora.rank,
+            lora_alpha=lora.alpha,
+            lora_dropout=0.0,
+            target_modules=_lora_targets(hf_model, lora),
+        )
         model = get_peft_model(hf_model, config)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, fused=fused and params[0].dtype == torch.float32)
@@ -133,9 +138,18 @@ def start(piece: Slice, method: str, *, device: str, dtype, lora: RecipeLora, ex
     else:
         raise ValueError(f"method `{method}`: lora or full")
     model.train()
-    return Session(piece=piece, method=method, device=device, dtype=dtype, model=model, hf_model=hf_model,
-                   optimizer=optimizer, total_params=total, trainable_params=sum(p.numel() for p in params),
-                   adapted=_count_adapted(model))  # fmt: skip
+    return Session(
+        piece=piece,
+        method=method,
+        device=device,
+        dtype=dtype,
+        model=model,
+        hf_model=hf_model,
+        optimizer=optimizer,
+        total_params=total,
+        trainable_params=sum(p.numel() for p in params),
+        adapted=_count_adapted(model),
+    )
 
 
 def random_batch(vocab: int, seq_len: int, micro_batch: int, device: str, seed: int):

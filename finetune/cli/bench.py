@@ -41,8 +41,6 @@ def _method(text: str) -> str:
     return text
 
 
-
-
 SUBCOMMANDS = ("run", "report", "slice", "framework")
 
 
@@ -75,14 +73,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS)
     p.add_argument("--layers", type=int, default=2, help="decoder layers in the slice (>= 2: dense + MoE)")
-    p.add_argument("--dense-layers", type=int,
-                   help="dense layers among them (default: the model's, clamped to leave one MoE layer)")  # fmt: skip
+    p.add_argument(
+        "--dense-layers",
+        type=int,
+        help="dense layers among them (default: the model's, clamped to leave one MoE layer)",
+    )
     p.add_argument("--seq-lens", type=_csv(int), default=[2048, 4096, 8192, 16384], metavar="N,N,...")
     p.add_argument("--methods", type=_csv(_method), default=["lora", "full"], metavar="lora,full")
     p.add_argument("--checkpointing", type=_csv(_on_off), default=[True, False], metavar="on,off")
-    p.add_argument("--experts-impl", type=_csv(str), default=["default"], metavar="NAME,...",
-                   help="MoE expert implementations to compare: names the installed transformers offers "
-                        "(see --list-experts), `default` or `all`")  # fmt: skip
+    p.add_argument(
+        "--experts-impl",
+        type=_csv(str),
+        default=["default"],
+        metavar="NAME,...",
+        help="MoE expert implementations to compare: names the installed transformers offers "
+        "(see --list-experts), `default` or `all`",
+    )
     p.add_argument("--steps", type=int, default=3, help="measured steps per configuration (median is reported)")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured steps first (allocations, kernel choice)")
     p.add_argument("--tiny", action="store_true", help="the replica's tiny shapes: runs on a CPU, for CI")
@@ -196,6 +202,7 @@ def cmd_slice(args: argparse.Namespace) -> int:
 def cmd_framework(args: argparse.Namespace) -> int:
     from finetune.bench.framework_step import run_framework_step
 
-    record = run_framework_step(args.recipe, args.slice, args.run_dir, steps=args.steps, out=args.out,
-                                overrides=args.overrides)  # fmt: skip
+    record = run_framework_step(
+        args.recipe, args.slice, args.run_dir, steps=args.steps, out=args.out, overrides=args.overrides
+    )
     return 0 if record["status"] == "ok" else 1

@@ -28,7 +28,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         repl(chat, tools, thinking=not args.no_thinking, system=args.system)
         return 0
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-        {"role": "user", "content": args.message}]
+        {"role": "user", "content": args.message}
+    ]
     reply = chat.reply(messages, tools, thinking=not args.no_thinking, max_tokens=args.max_tokens)
     print(json.dumps(reply, ensure_ascii=False))
     return 0

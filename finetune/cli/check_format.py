@@ -17,13 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check_format(args: argparse.Namespace) -> int:
-    from finetune.prepare.datasets import resolve_dataset
     from finetune.glm.format_check import check_format
+    from finetune.prepare.datasets import resolve_dataset
     from finetune.recipes.recipe import resolve_recipe
 
     recipe = resolve_recipe(args.recipe)
     dataset = resolve_dataset(args.dataset) if args.dataset else None
-    report = check_format(recipe, dataset=dataset, tokenizer_dir=args.model, limit=args.rows,
-                          use_cache=not args.no_cache)  # fmt: skip
+    report = check_format(
+        recipe, dataset=dataset, tokenizer_dir=args.model, limit=args.rows, use_cache=not args.no_cache
+    )
     print(report.summary())
     return 1 if report.trained_mismatch else 0

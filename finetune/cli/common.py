@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finetune.catalog import JOIN_TIMEOUT_S
 
+if TYPE_CHECKING:
+    from finetune.launch.plan import LaunchRequest
+
 
 def add_render_args(p: argparse.ArgumentParser, *, recipe_optional: bool = False) -> None:
-    p.add_argument("recipe", nargs="?" if recipe_optional else None,
-                   help="recipe id (see `recipes`), unique name, or path to a recipe file")
+    p.add_argument(
+        "recipe",
+        nargs="?" if recipe_optional else None,
+        help="recipe id (see `recipes`), unique name, or path to a recipe file",
+    )
     p.add_argument("--model", help="local checkpoint folder or hub id (default: the recipe model's hub id)")
     p.add_argument("--dataset", help="dataset name registered in data/ (default: the recipe's sample dataset)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a framework config key (repeatable); KEY=null drops the key",
-    )  # fmt: skip
+    )
 
 
 def add_topology_args(p: argparse.ArgumentParser) -> None:
@@ -32,7 +43,7 @@ def add_topology_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-root", type=Path, default=Path("runs"), help="where default run directories go")
 
 
-def launch_request(args: argparse.Namespace):
+def launch_request(args: argparse.Namespace) -> LaunchRequest:
     """The LaunchRequest an argparse namespace describes (topology fields are optional)."""
     from finetune.cli.tracking import tracking_flags
     from finetune.launch.plan import LaunchRequest
@@ -41,7 +52,7 @@ def launch_request(args: argparse.Namespace):
         recipe=args.recipe,
         model=args.model,
         dataset=args.dataset,
-        overrides=args.overrides,
+        overrides=tuple(args.overrides),
         run_dir=getattr(args, "run_dir", None),
         runs_root=getattr(args, "runs_root", Path("runs")),
         nnodes=getattr(args, "nnodes", None),

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finetune.catalog import GPUS, JOIN_TIMEOUT_S
 from finetune.cli.common import add_render_args, add_topology_args, launch_request
 from finetune.cli.tracking import add_tracking_args
+
+if TYPE_CHECKING:
+    from finetune.launch.plan import LaunchPlan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,25 +20,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_render_args(p, recipe_optional=True)
     add_topology_args(p)
     add_tracking_args(p)
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue RUN_DIR from its newest complete checkpoint (recipe and settings come from it)")
-    p.add_argument("--join-timeout", type=float, default=JOIN_TIMEOUT_S,
-                   help=f"seconds every node has to arrive before the job is abandoned (default {JOIN_TIMEOUT_S:g})")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue RUN_DIR from its newest complete checkpoint (recipe and settings come from it)",
+    )
+    p.add_argument(
+        "--join-timeout",
+        type=float,
+        default=JOIN_TIMEOUT_S,
+        help=f"seconds every node has to arrive before the job is abandoned (default {JOIN_TIMEOUT_S:g})",
+    )
     p.add_argument("--max-restarts", type=int, default=0, help="torchrun's elastic restarts of failed workers")
     p.add_argument("--dry-run", action="store_true", help="print the command and environment; change nothing")
-    p.add_argument("--gpu", choices=tuple(GPUS),
-                   help="GPU type of this cluster, for the memory check (default: the recipe's)")
-    p.add_argument("--force", action="store_true",
-                   help="launch even when the planner says the recipe does not fit this cluster")
-    p.add_argument("--skip-format-check", action="store_true",
-                   help="launch without checking that training renders conversations as GLM-4.5 does")
+    p.add_argument(
+        "--gpu", choices=tuple(GPUS), help="GPU type of this cluster, for the memory check (default: the recipe's)"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="launch even when the planner says the recipe does not fit this cluster"
+    )
+    p.add_argument(
+        "--skip-format-check",
+        action="store_true",
+        help="launch without checking that training renders conversations as GLM-4.5 does",
+    )
     p.set_defaults(func=cmd_launch)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from finetune.errors import FinetuneError
+    from finetune.launch.dry_run import format_dry_run
     from finetune.launch.execute import execute
-    from finetune.launch.plan import format_dry_run, plan_launch
+    from finetune.launch.plan import plan_launch
 
     if (args.recipe is None) == (args.resume is None):
         raise FinetuneError("Name a recipe to start a run, or --resume RUN_DIR to continue one (not both).")
@@ -57,7 +75,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return code
 
 
-def _check_memory(plan, args: argparse.Namespace) -> None:
+def _check_memory(plan: LaunchPlan, args: argparse.Namespace) -> None:
     """Refuse (before anything starts, dry runs too) a recipe the planner says does not fit this cluster."""
     from finetune.errors import FinetuneError
     from finetune.planner import check_fits
@@ -70,11 +88,14 @@ def _check_memory(plan, args: argparse.Namespace) -> None:
         print(f"warning: --force: launching although the planner says it does not fit:\n{exc}", file=sys.stderr)
         return
     if fit is not None:  # None: a local model of other shapes (the replica), which the planner does not size
-        print(f"memory: {fit.required_gib:.1f} of {fit.capacity_gib:.1f} GiB per GPU (planner); "
-              f"longest sequence {fit.max_seq_len:,} tokens", file=sys.stderr)
+        print(
+            f"memory: {fit.required_gib:.1f} of {fit.capacity_gib:.1f} GiB per GPU (planner); "
+            f"longest sequence {fit.max_seq_len:,} tokens",
+            file=sys.stderr,
+        )
 
 
-def _check_format(plan, args: argparse.Namespace) -> None:
+def _check_format(plan: LaunchPlan, args: argparse.Namespace) -> None:
     """Refuse a run whose trained tokens differ from GLM-4.5's own format (finetune check-format)."""
     from finetune.errors import FinetuneError
     from finetune.glm.format_check import check_format

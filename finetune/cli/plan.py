@@ -17,8 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--gpu", choices=tuple(GPUS), help="GPU type")
     p.add_argument("--seq-len", type=int, help="plan this sequence length instead of the recipe's")
     p.add_argument("--tokens", type=float, help="training tokens (e.g. 2e9): hours at the throughput range")
-    p.add_argument("--reserve", type=float, default=1.2,
-                   help="reserve factor on activations and logits for the verdict (default 1.2)")  # fmt: skip
+    p.add_argument(
+        "--reserve",
+        type=float,
+        default=1.2,
+        help="reserve factor on activations and logits for the verdict (default 1.2)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_plan)
 

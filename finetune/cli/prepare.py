@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finetune.errors import FinetuneError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from finetune.prepare.manifest import TokenStats
+    from finetune.prepare.options import SequenceLimit
+    from finetune.prepare.pipeline import PrepareResult
 
 EPILOG = """\
 examples:
@@ -93,6 +102,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare)
 
 
+def recipe_limit(recipe_id: str) -> SequenceLimit:
+    """The sequence length of recipe `recipe_id`, which token statistics count the longer rows against."""
+    from finetune.frameworks import get_framework
+    from finetune.prepare.options import SequenceLimit
+    from finetune.recipes.recipe import resolve_recipe
+
+    recipe = resolve_recipe(recipe_id)
+    return SequenceLimit(recipe_id, get_framework(recipe.framework).recipe_setup(recipe).max_length)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from finetune.prepare.pipeline import PrepareOptions, prepare
 
@@ -111,23 +130,25 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         force=args.force,
         token_stats=args.token_stats,
         tokenizer=args.tokenizer,
-        recipe=args.recipe,
         split=args.split,
         progress=not args.quiet,
     )
+    options.check()  # the options' own mistakes are reported before the recipe's
+    if args.token_stats and args.recipe:
+        options = dataclasses.replace(options, limit=recipe_limit(args.recipe))
     result = prepare(options)
     print_summary(result)
     return 0
 
 
-def print_summary(result) -> None:
+def print_summary(result: PrepareResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(soft_wrap=True)  # paths and messages stay whole for copying
     ds = result.dataset
     m = ds.manifest
-    c = m["counts"]
+    c = m.counts
     if result.status == "unchanged":
         console.print(f"[bold]{ds.name}[/]: already up to date (same input and options), nothing written: {ds.root}")
     elif result.status == "stats-updated":
@@ -137,40 +158,48 @@ def print_summary(result) -> None:
         console.print(f"[bold]{ds.name}[/] ({ds.kind}) {verb} in {result.seconds:.1f} s: {ds.root}")
 
     table = Table(title="rows", show_header=False, box=None, padding=(0, 2))
-    table.add_row("read", f"{c['read']:,}")
-    table.add_row("kept", f"{c['kept']:,}  (train {c['train']:,}, validation {c['val']:,})")
-    rejected = f"{c['rejected']:,}" + (f" (and {c['rejected_files']:,} whole files)" if c.get("rejected_files") else "")
-    table.add_row("rejected", rejected + ("  -> rejects.jsonl" if c["rejected"] or c.get("rejected_files") else ""))
-    dup = f"{c['duplicates']:,}" + (f" ({c['duplicates_dropped']:,} dropped)" if c["duplicates_dropped"] else "")
+    table.add_row("read", f"{c.read:,}")
+    table.add_row("kept", f"{c.kept:,}  (train {c.train:,}, validation {c.val:,})")
+    rejected = f"{c.rejected:,}" + (f" (and {c.rejected_files:,} whole files)" if c.rejected_files else "")
+    table.add_row("rejected", rejected + ("  -> rejects.jsonl" if c.rejected or c.rejected_files else ""))
+    dup = f"{c.duplicates:,}" + (f" ({c.duplicates_dropped:,} dropped)" if c.duplicates_dropped else "")
     table.add_row("exact duplicates", dup)
-    s = m["statistics"]
-    table.add_row("layouts", ", ".join(f"{k} {v:,}" for k, v in s["layouts"].items()))
-    table.add_row("messages per row", str(s["messages_per_row"]))
-    table.add_row("with tools / calling", f"{s['rows_with_tools']:,} / {s['rows_calling_tools']:,} "
-                  f"({s['tool_calls']:,} calls, {s['parallel_call_turns']:,} parallel turns)")  # fmt: skip
-    table.add_row("with reasoning", f"{s['rows_with_reasoning']:,}")
+    s = m.statistics
+    table.add_row("layouts", ", ".join(f"{k} {v:,}" for k, v in s.layouts.items()))
+    table.add_row("messages per row", str(s.messages_per_row))
+    calls = f"({s.tool_calls:,} calls, {s.parallel_call_turns:,} parallel turns)"
+    table.add_row("with tools / calling", f"{s.rows_with_tools:,} / {s.rows_calling_tools:,} {calls}")
+    table.add_row("with reasoning", f"{s.rows_with_reasoning:,}")
     console.print(table)
 
-    tokens = m.get("token_stats")
-    if tokens and tokens.get("lengths"):
-        t = Table(title="tokens per row", padding=(0, 1))
-        for key in ("min", "p50", "p90", "p99", "max", "mean"):
-            t.add_column(key, justify="right")
-        t.add_row(*(f"{tokens['lengths'][k]:,}" for k in ("min", "p50", "p90", "p99", "max", "mean")))
-        console.print(t)
-        console.print(f"tokenizer: {tokens['tokenizer']}")
-        if tokens.get("seq_len") is not None:
-            over = tokens["rows_over_seq_len"]
-            style = "yellow" if over else "green"
-            console.print(f"[{style}]{over:,} rows exceed {tokens['recipe']}'s sequence length "
-                          f"({tokens['seq_len']:,}) and would be truncated[/]")  # fmt: skip
-            for example in tokens["examples_over_seq_len"]:
-                console.print(f"  {example}")
+    tokens = m.token_stats
+    if tokens and tokens.lengths:
+        _print_token_stats(console, tokens)
     for example in result.rejected_examples:
         console.print(f"[red]rejected[/] {example}", highlight=False)
     for example in result.duplicate_examples:
         console.print(f"[yellow]duplicate[/] {example}", highlight=False)
-    for note in m.get("notes", []):
+    for note in m.notes:
         console.print(f"[yellow]note[/] {note}", highlight=False)
     if result.status in ("written", "replaced"):
         console.print(f"use it: python -m finetune launch RECIPE --dataset {ds.name}")
+
+
+def _print_token_stats(console: Console, tokens: TokenStats) -> None:
+    from rich.table import Table
+
+    keys = ("min", "p50", "p90", "p99", "max", "mean")
+    t = Table(title="tokens per row", padding=(0, 1))
+    for key in keys:
+        t.add_column(key, justify="right")
+    t.add_row(*(f"{getattr(tokens.lengths, k):,}" for k in keys))
+    console.print(t)
+    console.print(f"tokenizer: {tokens.tokenizer}")
+    if tokens.seq_len is not None:
+        style = "yellow" if tokens.rows_over_seq_len else "green"
+        console.print(
+            f"[{style}]{tokens.rows_over_seq_len:,} rows exceed {tokens.recipe}'s sequence length "
+            f"({tokens.seq_len:,}) and would be truncated[/]"
+        )
+        for example in tokens.examples_over_seq_len:
+            console.print(f"  {example}")

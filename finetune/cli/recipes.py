@@ -37,7 +37,7 @@ def catalog_rows() -> list[dict]:
             "nodes": r.meta.nodes,
             "gpus_per_node": r.meta.gpus_per_node,
             "gpu": r.meta.gpu,
-            "seq_len": get_framework(r.framework).shape(r.config).seq_len,
+            "seq_len": get_framework(r.framework).recipe_setup(r).max_length,
             "lora_adapts": r.meta.lora_adapts,
             "title": r.meta.title,
         }

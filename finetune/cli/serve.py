@@ -1,4 +1,5 @@
-"""`serve RUN_DIR --engine vllm|sglang`: the server command for a trained run (finetune.serving.serve); --run starts it."""
+"""`serve RUN_DIR --engine vllm|sglang`: the server command for a trained run (finetune.serving.serve);
+`--run` starts it."""
 
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from finetune.tracking.settings import TrackingFlags
 
 
 def add_tracking_args(p: argparse.ArgumentParser) -> None:
@@ -16,13 +20,16 @@ def add_tracking_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wandb-entity", metavar="E", help="wandb team or user")
     g.add_argument("--wandb-group", metavar="G", help="wandb group (default: the run directory's name)")
     g.add_argument("--wandb-tags", metavar="A,B", help="comma-separated wandb tags")
-    g.add_argument("--wandb-mode", choices=("online", "offline", "disabled"),
-                   help="offline: log to RUN_DIR/wandb only, upload later with `finetune sync RUN_DIR`")
+    g.add_argument(
+        "--wandb-mode",
+        choices=("online", "offline", "disabled"),
+        help="offline: log to RUN_DIR/wandb only, upload later with `finetune sync RUN_DIR`",
+    )
     g.add_argument("--run-name", metavar="N", help="wandb run name (default: <model>-<method>-<dataset>-<time>)")
     g.add_argument("--no-wandb", action="store_true", help="no wandb at all, whatever the environment says")
 
 
-def tracking_flags(args: argparse.Namespace):
+def tracking_flags(args: argparse.Namespace) -> TrackingFlags:
     """The TrackingFlags an argparse namespace holds (commands without the flags give none)."""
     from finetune.tracking.settings import TrackingFlags
 

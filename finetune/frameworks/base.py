@@ -6,29 +6,17 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import FinetuneError
+from finetune.frameworks.setup import TrainingSetup
 from finetune.paths import REPO_ROOT, cache_dir
 
 if TYPE_CHECKING:
     from finetune.prepare.datasets import PreparedDataset
-    from finetune.recipes.recipe import RecipeMeta
-
-
-@dataclass(frozen=True)
-class TrainingShape:
-    """The figures a recipe header states, read from the framework config."""
-
-    seq_len: int
-    micro_batch: int
-    grad_accum: int
-    gradient_checkpointing: bool
-    deepspeed: str | None
-    lora_rank: int | None
-    lora_targets: tuple[str, ...] | None
+    from finetune.recipes.recipe import Recipe, RecipeMeta
 
 
 @dataclass
@@ -64,10 +52,45 @@ class Framework:
     def bin(self, program: str, *, must_exist: bool = True) -> Path:
         return self.python(must_exist=must_exist).parent / program
 
-    # -- rendering ---------------------------------------------------------------------------------
-    def shape(self, config: dict[str, Any]) -> TrainingShape:
+    # -- what a config trains ----------------------------------------------------------------------
+    def training_setup(
+        self,
+        config: dict[str, Any],
+        meta: RecipeMeta,
+        model_config: dict[str, Any],
+        *,
+        deepspeed_json: dict[str, Any] | None = None,
+        deepspeed_named: str | None = None,
+    ) -> TrainingSetup:
+        """The training `config` describes, the framework's defaults filled in, for the model of `model_config`
+        (config.json values). `deepspeed_json` is the JSON the config's DeepSpeed key names (None: a preset or
+        no DeepSpeed); `deepspeed_named` is what the recipe wrote there, when rendering pointed the key at the
+        run's own copy."""
+        setup = self._training_setup(config, meta, model_config, deepspeed_json)
+        named = config.get(self.deepspeed_key()) if deepspeed_named is None else deepspeed_named
+        return replace(setup, deepspeed=replace(setup.deepspeed, source=named if isinstance(named, str) else None))
+
+    def _training_setup(
+        self, config: dict[str, Any], meta: RecipeMeta, model_config: dict[str, Any], ds: dict[str, Any] | None
+    ) -> TrainingSetup:
         raise NotImplementedError
 
+    def recipe_setup(self, recipe: Recipe) -> TrainingSetup:
+        """The TrainingSetup of a recipe file as written (no overrides, not rendered), for its own model: what
+        the catalog lists and what `prepare` measures sequences against."""
+        from finetune.recipes.models import get_model
+
+        named = recipe.config.get(self.deepspeed_key())
+        file = self.deepspeed_file(named) if isinstance(named, str) and named else None  # a dict is inline
+        ds = None
+        if file:
+            path = Path(file) if Path(file).is_absolute() else REPO_ROOT / file
+            if not path.is_file():
+                raise FinetuneError(f"{recipe.path}: deepspeed: {file} not found.")
+            ds = json.loads(path.read_text())
+        return self.training_setup(recipe.config, recipe.meta, get_model(recipe.meta.model).config, deepspeed_json=ds)
+
+    # -- rendering ---------------------------------------------------------------------------------
     def render(
         self,
         config: dict[str, Any],

@@ -1,8 +1,8 @@
-"""What a rendered framework config means for memory: engine, parallel layout, LoRA, sequence, RL extras.
+"""One training layout: what a rendered framework config trains and how it is parallelised, as one frozen type.
 
-One small function per framework maps its keys (with the framework's own defaults) onto a `TrainingSetup`;
-the planner then adds the model's parameter counts and the cluster. Keys are read from the config exactly as
-`finetune launch` renders it, so the plan and the launch cannot disagree.
+Every framework adapter turns its config into a `TrainingSetup` (`Framework.training_setup`; the key-by-key mapping
+lives in `llamafactory/setup.py` and `swift/setup.py`); the planner, the recipe headers and the benchmark read
+it and never the config itself, so they cannot disagree about a key or its default.
 """
 
 from __future__ import annotations
@@ -10,42 +10,52 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from finetune.errors import FinetuneError
-from finetune.planner.params import ROUTED_EXPERT_PARAMETERS, LoraSpec
+Offload = Literal["cpu", "nvme"] | None
 
-# ms-swift's bundled DeepSpeed configs, by the names `deepspeed:` accepts
-SWIFT_DEEPSPEED_NAMES = {
-    "zero0": (0, None, None),
-    "zero1": (1, None, None),
-    "zero2": (2, None, None),
-    "zero3": (3, None, None),
-    "zero2_offload": (2, None, "cpu"),
-    "zero3_offload": (3, "cpu", "cpu"),
-}
-# keys only Megatron-SWIFT (`megatron sft` / `megatron rlhf`) has
-MEGATRON_KEYS = (
-    "tensor_model_parallel_size", "pipeline_model_parallel_size", "expert_model_parallel_size",
-    "expert_tensor_parallel_size", "context_parallel_size", "use_distributed_optimizer", "micro_batch_size",
-    "global_batch_size", "recompute_granularity", "cross_entropy_loss_fusion",
-)  # fmt: skip
-RL_WITH_REFERENCE = ("dpo", "kto", "ppo", "grpo")
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_NAMES = ("gate_proj", "up_proj", "down_proj")
+# PEFT's fused-parameter targets for the routed experts under transformers 5 (one tensor for all experts)
+ROUTED_EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """What a LoRA adapts, as the framework hands it to PEFT (layout `peft`) or to Megatron (layout `megatron`).
+
+    `target_modules` are PEFT's suffix names (`q_proj`, ...) or Megatron's (`linear_qkv`, ..., `all-linear`);
+    `target_parameters` are PEFT's fused-parameter targets (the routed experts under transformers 5).
+    The target `all` is LLaMA-Factory's: every module whose class is a Linear, except the output head.
+    Parameter counts are cached by these fields: a new field changes every cache key.
+    """
+
+    rank: int
+    target_modules: tuple[str, ...]
+    target_parameters: tuple[str, ...] = ()
+    modules_to_save: tuple[str, ...] = ()
+    use_dora: bool = False
+    layout: Literal["peft", "megatron"] = "peft"
+    mtp_layers: int = 0  # Megatron trains the MTP layer(s) when asked to (`mtp_num_layers`)
 
 
 @dataclass(frozen=True)
 class DeepSpeedSettings:
+    """What memory depends on in a DeepSpeed JSON or an ms-swift preset: the ZeRO stage and where states go."""
+
     zero_stage: int = 0
-    offload_params: Literal["cpu", "nvme"] | None = None
-    offload_optimizer: Literal["cpu", "nvme"] | None = None
+    offload_params: Offload = None
+    offload_optimizer: Offload = None
     param_buffer_bytes: int = 0  # pinned host buffers for NVMe parameter swapping, per GPU
     optimizer_buffer_count: int = 0  # ... and for NVMe optimizer swapping (times the sub-group size)
     sub_group_size: int = 1_000_000_000
+    source: str | None = None  # the JSON path or ms-swift preset name the recipe gave (None: no DeepSpeed)
 
 
 @dataclass(frozen=True)
 class TrainingSetup:
-    """A recipe's training, as the memory model sees it (the cluster and the parameter counts come later)."""
+    """A recipe's training as its framework will run it (the cluster and the parameter counts come later).
+
+    Figures are the config's own, with the framework's defaults filled in: `micro_batch` is per GPU as
+    configured (a preference pair counts once; `sequences_per_sample` says how many sequences it runs), and
+    `seq_len` is the longest sequence a forward pass sees (for GRPO the prompt plus the completion).
+    """
 
     framework: str
     engine: Literal["deepspeed", "megatron"]
@@ -56,6 +66,8 @@ class TrainingSetup:
     grad_accum: int
     checkpointing: bool
     deepspeed: DeepSpeedSettings = DeepSpeedSettings()
+    sequences_per_sample: int = 1  # 2 for DPO / KTO: chosen and rejected run in the same forward pass
+    global_batch: int | None = None  # Megatron's global_batch_size: the accumulation then follows from the GPUs
     tp: int = 1
     pp: int = 1
     ep: int = 1
@@ -64,20 +76,42 @@ class TrainingSetup:
     sequence_parallel: bool = False
     distributed_optimizer: bool = True
     logits_fused: bool = False
-    logits_tokens: int | None = None
-    reference_model: bool = False
-    rollout_gpu_fraction: float = 0.0
-    rollout_sleeps: bool = False
-    rollout_weights_to_host: bool = False
-    rollout_tp: int = 1
-    trainer_offloaded_while_rolling_out: bool = False
+    logits_tokens: int | None = None  # tokens per sequence that get logits (GRPO: the completion); None: all
+    reference_model: bool = False  # a frozen copy of the policy (full-parameter DPO / KTO / GRPO with beta > 0)
+    rollout_gpu_fraction: float = 0.0  # share of each GPU a colocated vLLM takes while generating
+    rollout_sleeps: bool = False  # vLLM releases its memory while the trainer runs (sleep mode)
+    rollout_weights_to_host: bool = False  # sleep level 1: vLLM's weights wait in host RAM
+    rollout_tp: int = 1  # vLLM's tensor parallel size (its weights per GPU: 2P / rollout_tp)
+    trainer_offloaded_while_rolling_out: bool = False  # the trainer's states wait in host RAM while vLLM runs
     mtp_layers: int = 0
+    lora_targets: tuple[str, ...] = ()  # the LoRA target names as the config gives them (`lora` has PEFT's)
+    lora_alpha: int | None = None
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def max_length(self) -> int:
+        """The length the config caps: whole sequences, or GRPO's prompts (its completions: `logits_tokens`)."""
+        return self.seq_len - (self.logits_tokens or 0)
+
+    @property
+    def sequences_per_micro_batch(self) -> int:
+        return self.micro_batch * self.sequences_per_sample
+
+    def data_parallel(self, gpus: int) -> int:
+        """Data-parallel replicas on `gpus` GPUs: Megatron's model-parallel groups, or Ulysses' sequence groups."""
+        model_parallel = self.tp * self.pp * self.cp if self.engine == "megatron" else self.cp
+        return max(1, gpus // model_parallel)
+
+    def grad_accum_on(self, gpus: int) -> int:
+        """Micro-batches per optimizer step on `gpus` GPUs: Megatron divides its global batch over them."""
+        if self.global_batch is None:
+            return self.grad_accum
+        return max(1, self.global_batch // (self.micro_batch * self.data_parallel(gpus)))
 
     def describe(self) -> str:
         if self.engine == "megatron":
-            layout = " ".join(f"{k}{v}" for k, v in (("TP", self.tp), ("PP", self.pp), ("EP", self.ep),
-                                                      ("ETP", self.etp), ("CP", self.cp)) if v > 1)  # fmt: skip
+            sizes = (("TP", self.tp), ("PP", self.pp), ("EP", self.ep), ("ETP", self.etp), ("CP", self.cp))
+            layout = " ".join(f"{k}{v}" for k, v in sizes if v > 1)
             optimizer = ", distributed optimizer" if self.distributed_optimizer else ""
             text = f"Megatron {layout or 'data parallel'}{optimizer}"
         else:
@@ -98,7 +132,7 @@ def deepspeed_settings(ds: dict[str, Any] | None) -> DeepSpeedSettings:
     zero = ds.get("zero_optimization") or {}
     stage = int(zero.get("stage", 0))
 
-    def device(key: str) -> Literal["cpu", "nvme"] | None:
+    def device(key: str) -> Offload:
         value = (zero.get(key) or {}).get("device", "none")
         return value if value in ("cpu", "nvme") else None
 
@@ -116,166 +150,9 @@ def deepspeed_settings(ds: dict[str, Any] | None) -> DeepSpeedSettings:
     )
 
 
-def _split(value: Any) -> tuple[str, ...]:
+def split_names(value: Any) -> tuple[str, ...]:
+    """Module names from a list or a comma-separated string (`q_proj,v_proj`); None gives none."""
     if value is None:
         return ()
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(str(item).strip() for item in items if str(item).strip())
-
-
-# -- LLaMA-Factory ------------------------------------------------------------------------------------------------
-
-
-def llamafactory_setup(config: dict[str, Any], ds: dict[str, Any] | None, shape) -> TrainingSetup:
-    """LLaMA-Factory 0.9.5: `shape` is the framework's own TrainingShape of the same config."""
-    kind = config.get("finetuning_type", "lora")
-    if kind not in ("lora", "full"):
-        raise FinetuneError(f"finetuning_type `{kind}`: the planner models `lora` and `full`.")
-    stage = config.get("stage", "sft")
-    lora = None
-    if kind == "lora":
-        lora = LoraSpec(
-            rank=shape.lora_rank,
-            target_modules=shape.lora_targets or ("all",),
-            modules_to_save=_split(config.get("additional_target")),
-            use_dora=bool(config.get("use_dora", False)),
-        )
-    notes = []
-    # DPO / KTO with full fine-tuning keep a frozen copy of the model; a LoRA's reference is the base model
-    reference_free = config.get("pref_loss", "sigmoid") in ("orpo", "simpo")
-    reference = stage in ("dpo", "kto") and kind == "full" and not reference_free
-    if stage == "ppo":
-        notes.append("PPO's reward and value models are not modelled")
-    return TrainingSetup(
-        framework="llamafactory",
-        engine="deepspeed",
-        method=kind,
-        lora=lora,
-        seq_len=shape.seq_len,
-        micro_batch=shape.micro_batch * (2 if stage in ("dpo", "kto") else 1),  # chosen + rejected
-        grad_accum=shape.grad_accum,
-        checkpointing=shape.gradient_checkpointing,
-        deepspeed=deepspeed_settings(ds),
-        logits_fused=bool(config.get("enable_liger_kernel", False)),
-        reference_model=reference,
-        notes=tuple(notes),
-    )
-
-
-# -- ms-swift (Hugging Face trainer or Megatron) ----------------------------------------------------------------------
-
-
-def is_megatron(config: dict[str, Any]) -> bool:
-    return any(key in config for key in MEGATRON_KEYS)
-
-
-def _swift_lora(config: dict[str, Any], megatron: bool, mtp_layers: int) -> LoraSpec:
-    rank = int(config.get("lora_rank", 8))
-    targets = _split(config.get("target_modules", ["all-linear"]))
-    common = {"rank": rank, "use_dora": bool(config.get("use_dora", False)),
-              "modules_to_save": _split(config.get("modules_to_save"))}  # fmt: skip
-    if megatron:
-        return LoraSpec(target_modules=targets, layout="megatron", mtp_layers=mtp_layers, **common)
-    # Observed with ms-swift 4.6 (transformers 5.19, PEFT 0.20) on glm4_moe: `all-linear` wraps attention and the
-    # fused routed experts, and any gate_proj / up_proj / down_proj target lands on the fused routed experts,
-    # leaving the dense MLP and the shared experts unadapted. The planner counts what that environment builds.
-    mlp = [t for t in targets if t in ("all-linear", *MLP_NAMES)]
-    if mlp:
-        kept = tuple(t for t in targets if t not in ("all-linear", *MLP_NAMES))
-        modules = tuple(dict.fromkeys((ATTENTION if "all-linear" in mlp else ()) + kept))
-        return LoraSpec(target_modules=modules, target_parameters=ROUTED_EXPERT_PARAMETERS, **common)
-    return LoraSpec(target_modules=targets, **common)
-
-
-def _swift_deepspeed(config: dict[str, Any], ds: dict[str, Any] | None) -> DeepSpeedSettings:
-    if ds is not None:
-        return deepspeed_settings(ds)
-    value = config.get("deepspeed")
-    if value is None:
-        return DeepSpeedSettings()
-    if isinstance(value, dict):
-        return deepspeed_settings(value)
-    if str(value) in SWIFT_DEEPSPEED_NAMES:
-        stage, params, optimizer = SWIFT_DEEPSPEED_NAMES[str(value)]
-        return DeepSpeedSettings(zero_stage=stage, offload_params=params, offload_optimizer=optimizer)
-    raise FinetuneError(f"deepspeed: `{value}` is neither one of ms-swift's names "
-                        f"({', '.join(SWIFT_DEEPSPEED_NAMES)}) nor a DeepSpeed JSON the planner was given.")
-
-
-def swift_setup(
-    config: dict[str, Any], ds: dict[str, Any] | None = None, *, max_positions: int, megatron: bool | None = None
-) -> TrainingSetup:
-    """ms-swift 4.6 keys and defaults; Megatron-SWIFT when `megatron` (default: when a Megatron-only key is set)."""
-    megatron = is_megatron(config) if megatron is None else megatron
-    kind = config.get("tuner_type", config.get("train_type", "full" if megatron else "lora"))
-    method = "full" if kind == "full" else "lora"
-    mtp = int(config.get("mtp_num_layers") or 0) if megatron else 0
-    rlhf = config.get("rlhf_type")
-    beta = config.get("beta")
-    no_kl = rlhf == "grpo" and beta is not None and float(beta) == 0  # GRPO without its KL term needs no reference
-    reference = bool(config.get("ref_model")) or (method == "full" and rlhf in RL_WITH_REFERENCE and not no_kl)
-    colocate = bool(config.get("use_vllm")) and config.get("vllm_mode", "colocate") == "colocate"
-    sleep_level = int(config.get("sleep_level", 0)) if colocate else 0
-    notes = []
-    if config.get("use_vllm") and not colocate:
-        notes.append("vLLM runs in server mode on its own GPUs: not counted here")
-    seq_len = int(config.get("max_length") or max_positions)
-    logits_tokens = None
-    if rlhf == "grpo":  # max_length bounds the prompt; the policy runs on prompt + completion, scores the completion
-        logits_tokens = int(config.get("max_completion_length", 512))
-        seq_len += logits_tokens
-        notes.append("throughput counts the training passes only, not the rollouts' generation time")
-    common = {
-        "framework": "swift",
-        "method": method,
-        "lora": _swift_lora(config, megatron, mtp) if method == "lora" else None,
-        "seq_len": seq_len,
-        "logits_tokens": logits_tokens,
-        "reference_model": reference,
-        "rollout_gpu_fraction": float(config.get("vllm_gpu_memory_utilization", 0.9)) if colocate else 0.0,
-        "rollout_sleeps": sleep_level > 0,
-        "rollout_weights_to_host": sleep_level == 1,
-        "rollout_tp": int(config.get("vllm_tensor_parallel_size", 1)),
-        "trainer_offloaded_while_rolling_out": colocate and bool(config.get("offload_model", False)),
-        "notes": tuple(notes),
-    }
-    pair = 2 if rlhf in ("dpo", "kto") else 1  # chosen + rejected in one forward
-    if megatron:
-        tp = int(config.get("tensor_model_parallel_size", 1))
-        pp = int(config.get("pipeline_model_parallel_size", 1))
-        cp = int(config.get("context_parallel_size", 1))
-        micro = int(config.get("micro_batch_size", 1))
-        return TrainingSetup(
-            engine="megatron",
-            micro_batch=micro * pair,
-            grad_accum=1,  # global_batch_size / (micro * data-parallel): see megatron_grad_accum, needs the GPU count
-            checkpointing=config.get("recompute_granularity", "selective") == "full",
-            tp=tp,
-            pp=pp,
-            ep=int(config.get("expert_model_parallel_size", 1)),
-            etp=int(config.get("expert_tensor_parallel_size", 1)),
-            cp=cp,
-            sequence_parallel=bool(config.get("sequence_parallel", False)),
-            distributed_optimizer=bool(config.get("use_distributed_optimizer", True)),
-            logits_fused=bool(config.get("cross_entropy_loss_fusion", True)),
-            mtp_layers=mtp,
-            **common,
-        )
-    return TrainingSetup(
-        engine="deepspeed",
-        micro_batch=int(config.get("per_device_train_batch_size", 1)) * pair,
-        grad_accum=int(config.get("gradient_accumulation_steps") or 1),
-        checkpointing=bool(config.get("gradient_checkpointing", True)),
-        deepspeed=_swift_deepspeed(config, ds),
-        cp=int(config.get("sequence_parallel_size", 1)),  # Ulysses sequence parallelism splits the sequence
-        logits_fused=bool(config.get("use_liger_kernel", False)),
-        **common,
-    )
-
-
-def megatron_grad_accum(config: dict[str, Any], setup: TrainingSetup, gpus: int) -> int:
-    """Megatron's micro-batches per step: global_batch_size / (micro_batch_size * data-parallel size)."""
-    data_parallel = max(1, gpus // (setup.tp * setup.pp * setup.cp))
-    micro = int(config.get("micro_batch_size", 1))
-    return max(1, int(config.get("global_batch_size", 16)) // (micro * data_parallel))
-

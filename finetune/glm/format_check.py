@@ -29,12 +29,26 @@ from finetune.paths import REPO_ROOT, cache_dir
 
 HEADER_NEWLINE = "\n"  # after `<|assistant|>`: part of the prompt in both frameworks
 
-_WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city.",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-                           "required": ["city"]}}}  # fmt: skip
-_SEARCH = {"type": "function", "function": {"name": "search", "description": "Search the web.",
-           "parameters": {"type": "object", "properties": {"query": {"type": "string"},
-                                                           "filters": {"type": "object"}}}}}  # fmt: skip
+_WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+_SEARCH = {
+    "type": "function",
+    "function": {
+        "name": "search",
+        "description": "Search the web.",
+        "parameters": {"type": "object", "properties": {"query": {"type": "string"}, "filters": {"type": "object"}}},
+    },
+}
 
 
 def _call(name: str, **arguments: Any) -> dict[str, Any]:
@@ -42,37 +56,80 @@ def _call(name: str, **arguments: Any) -> dict[str, Any]:
 
 
 CASES: list[dict[str, Any]] = [
-    {"name": "answer", "messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]},
-    {"name": "system_and_reasoning", "messages": [
-        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "Is 91 prime?"},
-        {"role": "assistant", "reasoning_content": "91 = 7 * 13.", "content": "No, 91 = 7 x 13."}]},
-    {"name": "reasoning_in_earlier_turn", "messages": [
-        {"role": "user", "content": "Pick a prime."}, {"role": "assistant", "reasoning_content": "Small ones.",
-                                                       "content": "7"},
-        {"role": "user", "content": "Another?"}, {"role": "assistant", "reasoning_content": "Next one.",
-                                                  "content": "11"}]},
-    {"name": "thinking_off", "messages": [
-        {"role": "user", "content": "Say hi./nothink"}, {"role": "assistant", "content": "Hi."}]},
-    {"name": "tool_call", "tools": [_WEATHER], "messages": [
-        {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": "", "tool_calls": [_call("get_weather", city="Paris")]},
-        {"role": "tool", "content": "{\"temperature\": \"21C\"}"},
-        {"role": "assistant", "content": "It is 21C in Paris."}]},
-    {"name": "parallel_calls_with_reasoning", "tools": [_WEATHER, _SEARCH], "messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Oslo and Rome, 3 days?"},
-        {"role": "assistant", "reasoning_content": "Two cities: call both.", "content": "Checking both.",
-         "tool_calls": [_call("get_weather", city="Oslo", days=3), _call("get_weather", city="Rome", days=3)]},
-        {"role": "tool", "content": "rain"}, {"role": "tool", "content": "sun"},
-        {"role": "assistant", "reasoning_content": "Rome wins.", "content": "Oslo: rain. Rome: sun."}]},
-    {"name": "chained_calls", "tools": [_SEARCH], "messages": [
-        {"role": "user", "content": "Find GLM-4.5 papers."},
-        {"role": "assistant", "content": "", "tool_calls": [_call("search", query="GLM-4.5", filters={"year": 2025})]},
-        {"role": "tool", "content": "[]"},
-        {"role": "assistant", "reasoning_content": "Nothing; widen it.", "content": "",
-         "tool_calls": [_call("search", query="GLM 4.5 arXiv", filters={})]},
-        {"role": "tool", "content": "[\"arXiv:2508.06471\"]"},
-        {"role": "assistant", "content": "arXiv:2508.06471."}]},
-]  # fmt: skip
+    {
+        "name": "answer",
+        "messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+    },
+    {
+        "name": "system_and_reasoning",
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Is 91 prime?"},
+            {"role": "assistant", "reasoning_content": "91 = 7 * 13.", "content": "No, 91 = 7 x 13."},
+        ],
+    },
+    {
+        "name": "reasoning_in_earlier_turn",
+        "messages": [
+            {"role": "user", "content": "Pick a prime."},
+            {"role": "assistant", "reasoning_content": "Small ones.", "content": "7"},
+            {"role": "user", "content": "Another?"},
+            {"role": "assistant", "reasoning_content": "Next one.", "content": "11"},
+        ],
+    },
+    {
+        "name": "thinking_off",
+        "messages": [{"role": "user", "content": "Say hi./nothink"}, {"role": "assistant", "content": "Hi."}],
+    },
+    {
+        "name": "tool_call",
+        "tools": [_WEATHER],
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [_call("get_weather", city="Paris")]},
+            {"role": "tool", "content": '{"temperature": "21C"}'},
+            {"role": "assistant", "content": "It is 21C in Paris."},
+        ],
+    },
+    {
+        "name": "parallel_calls_with_reasoning",
+        "tools": [_WEATHER, _SEARCH],
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Oslo and Rome, 3 days?"},
+            {
+                "role": "assistant",
+                "reasoning_content": "Two cities: call both.",
+                "content": "Checking both.",
+                "tool_calls": [_call("get_weather", city="Oslo", days=3), _call("get_weather", city="Rome", days=3)],
+            },
+            {"role": "tool", "content": "rain"},
+            {"role": "tool", "content": "sun"},
+            {"role": "assistant", "reasoning_content": "Rome wins.", "content": "Oslo: rain. Rome: sun."},
+        ],
+    },
+    {
+        "name": "chained_calls",
+        "tools": [_SEARCH],
+        "messages": [
+            {"role": "user", "content": "Find GLM-4.5 papers."},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [_call("search", query="GLM-4.5", filters={"year": 2025})],
+            },
+            {"role": "tool", "content": "[]"},
+            {
+                "role": "assistant",
+                "reasoning_content": "Nothing; widen it.",
+                "content": "",
+                "tool_calls": [_call("search", query="GLM 4.5 arXiv", filters={})],
+            },
+            {"role": "tool", "content": '["arXiv:2508.06471"]'},
+            {"role": "assistant", "content": "arXiv:2508.06471."},
+        ],
+    },
+]
 
 
 @dataclass
@@ -99,9 +156,13 @@ class FormatReport:
         if self.skipped:
             return f"format check skipped for {self.recipe}: {self.skipped}"
         if not self.differences:
-            return f"format: {self.rows} conversations render as GLM-4.5 does ({self.framework}, template {self.template})"
-        lines = [f"format: {len(self.differences)} difference(s) from GLM-4.5's rendering in {self.rows} conversations "
-                 f"({self.framework}, template {self.template}):"]  # fmt: skip
+            return (
+                f"format: {self.rows} conversations render as GLM-4.5 does ({self.framework}, template {self.template})"
+            )
+        lines = [
+            f"format: {len(self.differences)} difference(s) from GLM-4.5's rendering in {self.rows} conversations "
+            f"({self.framework}, template {self.template}):"
+        ]
         for d in self.differences:
             lines += [f"--- {d.row}: {d.what}", d.diff]
         return "\n".join(lines)
@@ -164,15 +225,19 @@ def _lines(text: str) -> list[str]:
 
 
 def unified(expected_text: str, actual_text: str, label: str) -> str:
-    return "\n".join(difflib.unified_diff(_lines(expected_text), _lines(actual_text), f"GLM-4.5 {label}",
-                                          f"training {label}", lineterm="", n=2))  # fmt: skip
+    return "\n".join(
+        difflib.unified_diff(
+            _lines(expected_text), _lines(actual_text), f"GLM-4.5 {label}", f"training {label}", lineterm="", n=2
+        )
+    )
 
 
 def compare(name: str, want: dict[str, Any], got: dict[str, Any]) -> list[Difference]:
     out = []
     if got["trained"] != want["trained"]:
-        out.append(Difference(name, "trained", unified("\n".join(want["trained"]), "\n".join(got["trained"]),
-                                                       "trained spans")))  # fmt: skip
+        out.append(
+            Difference(name, "trained", unified("\n".join(want["trained"]), "\n".join(got["trained"]), "trained spans"))
+        )
     if got["text"] != want["text"]:
         out.append(Difference(name, "text", unified(want["text"], got["text"], "text")))
     return out
@@ -180,10 +245,15 @@ def compare(name: str, want: dict[str, Any], got: dict[str, Any]) -> list[Differ
 
 def compare_dataset(names: list[str], wants: list[dict], gots: list[dict], kind: str) -> list[Difference]:
     if len(wants) != len(gots):
-        return [Difference("dataset", "trained", f"{len(wants)} conversations prepared, {len(gots)} rendered "
-                           "(the framework dropped some)")]  # fmt: skip
+        return [
+            Difference(
+                "dataset",
+                "trained",
+                f"{len(wants)} conversations prepared, {len(gots)} rendered (the framework dropped some)",
+            )
+        ]
     out = []
-    for name, want, got in zip(names, wants, gots):
+    for name, want, got in zip(names, wants, gots, strict=False):
         if kind == "preference":
             for key in ("chosen", "rejected"):
                 out += compare(f"{name} ({key})", want[key], got[key])
@@ -194,10 +264,24 @@ def compare_dataset(names: list[str], wants: list[dict], gots: list[dict], kind:
 
 # -- rendering through the framework -------------------------------------------------------------------------------
 
-LF_DATA_ARGS = ("template", "enable_thinking", "mask_history", "preserve_thinking", "train_on_prompt",
-                "tool_format", "default_system")  # fmt: skip
-SWIFT_TEMPLATE_ARGS = ("agent_template", "loss_scale", "response_prefix", "enable_thinking", "preserve_thinking",
-                       "add_non_thinking_prefix", "default_system")  # fmt: skip
+LF_DATA_ARGS = (
+    "template",
+    "enable_thinking",
+    "mask_history",
+    "preserve_thinking",
+    "train_on_prompt",
+    "tool_format",
+    "default_system",
+)
+SWIFT_TEMPLATE_ARGS = (
+    "agent_template",
+    "loss_scale",
+    "response_prefix",
+    "enable_thinking",
+    "preserve_thinking",
+    "add_non_thinking_prefix",
+    "default_system",
+)
 
 
 def template_settings(framework: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -211,23 +295,37 @@ def template_settings(framework: str, config: dict[str, Any]) -> dict[str, Any]:
 def render(framework, settings: dict[str, Any], dataset, tokenizer_dir: Path) -> list[dict]:
     if framework.name == "llamafactory":
         data_args = {k: v for k, v in settings.items() if k != "template"}
-        request = {"model": str(tokenizer_dir), "template": settings["template"], "data_args": data_args,
-                   "datasets": [{"dir": str(dataset.llamafactory_dir), "name": dataset.llamafactory_train,
-                                 "kind": dataset.kind}]}  # fmt: skip
+        request = {
+            "model": str(tokenizer_dir),
+            "template": settings["template"],
+            "data_args": data_args,
+            "datasets": [
+                {"dir": str(dataset.llamafactory_dir), "name": dataset.llamafactory_train, "kind": dataset.kind}
+            ],
+        }
         module, key = "finetune.frameworks.trainer.llamafactory.render", "datasets"
     else:
         args = {k: v for k, v in settings.items() if k != "template"}
-        request = {"tokenizer": str(tokenizer_dir), "template": settings["template"], "template_args": args,
-                   "files": [{"path": str(dataset.swift_train), "kind": dataset.kind}]}  # fmt: skip
+        request = {
+            "tokenizer": str(tokenizer_dir),
+            "template": settings["template"],
+            "template_args": args,
+            "files": [{"path": str(dataset.swift_train), "kind": dataset.kind}],
+        }
         module, key = "finetune.frameworks.trainer.swift.render", "files"
     proc = subprocess.run(
-        [str(framework.python()), "-m", module], input=json.dumps(request), capture_output=True, text=True,
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
-    )  # fmt: skip
+        [str(framework.python()), "-m", module],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
+    )
     out = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not out:
-        raise FinetuneError(f"{framework.display_name} could not render the format check data ({module}):\n"
-                            + proc.stderr[-3000:])  # fmt: skip
+        raise FinetuneError(
+            f"{framework.display_name} could not render the format check data ({module}):\n" + proc.stderr[-3000:]
+        )
     return json.loads(out[-1])[key][0]["rows"]
 
 
@@ -238,8 +336,7 @@ def prepare_cases(folder: Path, cases: list[dict[str, Any]] | None = None):
     source = folder / "format_check.jsonl"
     rows = [{k: v for k, v in case.items() if k != "name"} for case in (cases or CASES)]
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    options = PrepareOptions([str(source)], "format_check", out_root=folder / "data", token_stats=False,
-                             progress=False)  # fmt: skip
+    options = PrepareOptions([str(source)], "format_check", out_root=folder / "data", token_stats=False, progress=False)
     return prepare(options).dataset
 
 
@@ -270,8 +367,15 @@ def _cache_key(framework, settings: dict, data: bytes, tokenizer_dir: Path) -> s
     return digest.hexdigest()[:32]
 
 
-def check_format(recipe, config: dict[str, Any] | None = None, *, dataset=None, tokenizer_dir: Path | None = None,
-                 limit: int = 64, use_cache: bool = True) -> FormatReport:  # fmt: skip
+def check_format(
+    recipe,
+    config: dict[str, Any] | None = None,
+    *,
+    dataset=None,
+    tokenizer_dir: Path | None = None,
+    limit: int = 64,
+    use_cache: bool = True,
+) -> FormatReport:
     """Render `dataset` (a PreparedDataset; default: the canonical cases) through `recipe`'s framework with
     `config` (default: the recipe's) and compare with GLM-4.5's rendering by the tokenizer in `tokenizer_dir`
     (default: the replica of the recipe's model, whose chat template is GLM-4.5's byte for byte)."""
@@ -282,8 +386,10 @@ def check_format(recipe, config: dict[str, Any] | None = None, *, dataset=None, 
     settings = template_settings(framework.name, config)
     report = FormatReport(recipe.id, framework.display_name, str(settings["template"]))
     if recipe.meta.engine == "megatron":
-        report.skipped = ("Megatron-SWIFT renders with ms-swift's same `glm4_5` template (checked by the ms-swift "
-                          "recipes); it cannot run without GPUs, so it is not rendered here")  # fmt: skip
+        report.skipped = (
+            "Megatron-SWIFT renders with ms-swift's same `glm4_5` template (checked by the ms-swift "
+            "recipes); it cannot run without GPUs, so it is not rendered here"
+        )
         return report
     if dataset is not None and dataset.kind == "rl":
         report.skipped = "RL prompts train no fixed answer; nothing to compare"
@@ -305,7 +411,7 @@ def check_format(recipe, config: dict[str, Any] | None = None, *, dataset=None, 
         if use_cache and cached.is_file():
             data = json.loads(cached.read_text())
             return FormatReport(**{**data, "differences": [Difference(**d) for d in data["differences"]]})
-        if len(lines) < dataset.manifest["counts"]["kept"]:
+        if len(lines) < dataset.manifest.counts.kept:
             dataset = _first_rows(dataset, lines, Path(tmp))
         from transformers import AutoTokenizer
 
@@ -327,6 +433,12 @@ def _first_rows(dataset, lines: list[str], folder: Path):
 
     source = folder / "first_rows.jsonl"
     source.write_text("".join(line + "\n" for line in lines))
-    options = PrepareOptions([str(source)], f"{dataset.name}_head", out_root=folder / "data", kind=dataset.kind,
-                             token_stats=False, progress=False)  # fmt: skip
+    options = PrepareOptions(
+        [str(source)],
+        f"{dataset.name}_head",
+        out_root=folder / "data",
+        kind=dataset.kind,
+        token_stats=False,
+        progress=False,
+    )
     return prepare(options).dataset

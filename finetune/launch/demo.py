@@ -13,9 +13,9 @@ from pathlib import Path
 from finetune.frameworks import get_framework
 from finetune.launch.execute import execute
 from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.launch.rundir import OUTPUT_NAME
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
-from finetune.launch.rundir import OUTPUT_NAME
 
 DEMO_RECIPE = "llamafactory/glm45-air_lora_4xh100"
 

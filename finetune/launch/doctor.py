@@ -43,8 +43,12 @@ def check_environment(framework_name: str) -> Finding:
         return Finding(name, "fail", f"imports fail: {last}", "run ./setup.sh again; check the error above")
     torch_version, cuda = json.loads(proc.stdout.strip().splitlines()[-1])
     if not cuda:
-        return Finding(name, "warn", f"imports work (torch {torch_version}) but torch sees no CUDA device",
-                       "on GPU nodes install a CUDA build of torch (./setup.sh does where nvidia-smi works)")
+        return Finding(
+            name,
+            "warn",
+            f"imports work (torch {torch_version}) but torch sees no CUDA device",
+            "on GPU nodes install a CUDA build of torch (./setup.sh does where nvidia-smi works)",
+        )
     return Finding(name, "ok", f"imports work, torch {torch_version} with CUDA")
 
 
@@ -52,8 +56,12 @@ def gpus() -> list[tuple[str, float]]:
     """(name, memory GiB) of each NVIDIA GPU nvidia-smi reports; empty without one."""
     if not shutil.which("nvidia-smi"):
         return []
-    proc = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if proc.returncode != 0:
         return []
     rows = [line.rsplit(",", 1) for line in proc.stdout.strip().splitlines() if "," in line]
@@ -64,36 +72,60 @@ def check_gpus(recipe: Recipe | None) -> Finding:
     found = gpus()
     want = recipe.meta.gpus_per_node if recipe else 8
     if not found:
-        return Finding("GPUs", "fail", "no NVIDIA GPU visible (nvidia-smi missing or failing)",
-                       "run on a GPU node; check the driver with `nvidia-smi`")
+        return Finding(
+            "GPUs",
+            "fail",
+            "no NVIDIA GPU visible (nvidia-smi missing or failing)",
+            "run on a GPU node; check the driver with `nvidia-smi`",
+        )
     detail = f"{len(found)} x {found[0][0]} ({found[0][1]:.0f} GiB)"
     if len(found) < want:
-        return Finding("GPUs", "fail", f"{detail}; the recipe wants {want} per node",
-                       f"use a node with {want} GPUs or pass --nproc-per-node with a recipe sized for it")
+        return Finding(
+            "GPUs",
+            "fail",
+            f"{detail}; the recipe wants {want} per node",
+            f"use a node with {want} GPUs or pass --nproc-per-node with a recipe sized for it",
+        )
     if recipe is not None:
         from finetune.planner import plan_recipe
 
         plan = plan_recipe(recipe)
         if found[0][1] < plan.required_gib:
-            return Finding("GPUs", "fail", f"{detail}; the planner needs {plan.required_gib:.1f} GiB per GPU",
-                           f"see `python -m finetune plan {recipe.id}` for what fits")
+            return Finding(
+                "GPUs",
+                "fail",
+                f"{detail}; the planner needs {plan.required_gib:.1f} GiB per GPU",
+                f"see `python -m finetune plan {recipe.id}` for what fits",
+            )
     return Finding("GPUs", "ok", detail)
 
 
 def check_network() -> Finding:
     interfaces = sorted(p.name for p in Path("/sys/class/net").iterdir()) if Path("/sys/class/net").is_dir() else []
     chosen = os.environ.get("NCCL_SOCKET_IFNAME")
-    infiniband = sorted(p.name for p in Path("/sys/class/infiniband").glob("*")) if Path("/sys/class/infiniband").is_dir() else []
+    infiniband = (
+        sorted(p.name for p in Path("/sys/class/infiniband").glob("*"))
+        if Path("/sys/class/infiniband").is_dir()
+        else []
+    )
     ib = f"; InfiniBand: {', '.join(infiniband)}" if infiniband else "; no InfiniBand devices"
     if chosen:
         names = [n.strip().lstrip("^=") for n in chosen.split(",")]
         missing = [n for n in names if not any(i.startswith(n) for i in interfaces)]
         if missing and not chosen.startswith("^"):
-            return Finding("network", "fail", f"NCCL_SOCKET_IFNAME={chosen} but no interface {', '.join(missing)}"
-                           f" (have: {', '.join(interfaces)})", "set NCCL_SOCKET_IFNAME to the inter-node interface")
+            return Finding(
+                "network",
+                "fail",
+                f"NCCL_SOCKET_IFNAME={chosen} but no interface {', '.join(missing)} (have: {', '.join(interfaces)})",
+                "set NCCL_SOCKET_IFNAME to the inter-node interface",
+            )
         return Finding("network", "ok", f"NCCL_SOCKET_IFNAME={chosen}{ib}")
-    return Finding("network", "warn", f"NCCL_SOCKET_IFNAME not set (interfaces: {', '.join(interfaces)}){ib}",
-                   "on multi-node jobs set NCCL_SOCKET_IFNAME to the interface the nodes reach each other on")
+    return Finding(
+        "network",
+        "warn",
+        f"NCCL_SOCKET_IFNAME not set (interfaces: {', '.join(interfaces)}){ib}",
+        "on multi-node jobs set NCCL_SOCKET_IFNAME to the interface the nodes reach each other on",
+    )
 
 
 def check_shared_storage(runs_root: Path, nnodes: int) -> Finding:
@@ -103,13 +135,21 @@ def check_shared_storage(runs_root: Path, nnodes: int) -> Finding:
         probe = probe_dir / socket.gethostname()
         probe.write_text(str(time.time()))
     except OSError as exc:
-        return Finding("run storage", "fail", f"{runs_root} is not writable ({exc})",
-                       "choose --runs-root on storage every node can write")
+        return Finding(
+            "run storage",
+            "fail",
+            f"{runs_root} is not writable ({exc})",
+            "choose --runs-root on storage every node can write",
+        )
     recent = [p.name for p in probe_dir.iterdir() if time.time() - p.stat().st_mtime < 3600]
     detail = f"{runs_root} writable; hosts seen there in the last hour: {', '.join(sorted(recent))}"
     if nnodes > 1 and len(recent) < nnodes:
-        return Finding("run storage", "warn", detail,
-                       f"run doctor on all {nnodes} nodes: if they do not all appear here, this storage is not shared")
+        return Finding(
+            "run storage",
+            "warn",
+            detail,
+            f"run doctor on all {nnodes} nodes: if they do not all appear here, this storage is not shared",
+        )
     return Finding("run storage", "ok", detail)
 
 
@@ -136,6 +176,10 @@ def check_disk(runs_root: Path, recipe: Recipe | None) -> Finding:
 def run_checks(recipe: Recipe | None, runs_root: Path, nnodes: int) -> list[Finding]:
     frameworks = [recipe.framework] if recipe else ["llamafactory", "swift"]
     findings = [check_environment(name) for name in frameworks]
-    findings += [check_gpus(recipe), check_network(), check_shared_storage(runs_root, nnodes),
-                 check_disk(runs_root, recipe)]  # fmt: skip
+    findings += [
+        check_gpus(recipe),
+        check_network(),
+        check_shared_storage(runs_root, nnodes),
+        check_disk(runs_root, recipe),
+    ]
     return findings

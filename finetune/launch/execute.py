@@ -14,11 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from finetune.errors import FinetuneError
-from finetune.launch.plan import LaunchPlan, launch_record
+from finetune.launch.plan import LaunchPlan
+from finetune.launch.record import launch_record
 from finetune.launch.rundir import LOGS_NAME, claim_run_dir, write_launch_record
+from finetune.tracking.manifest import build_manifest, write_manifest
 from finetune.tracking.redaction import mask_stream
 from finetune.tracking.start import start_tracking
 
@@ -81,18 +84,33 @@ def execute(plan: LaunchPlan) -> int:
             group.close()
 
 
-def _run(plan: LaunchPlan, group, host: str) -> int:
+def start(plan: LaunchPlan) -> LaunchPlan:
+    """Claim the run directory and the wandb run, write the manifest (node 0) and this node's launch record.
+
+    Returns the plan as it runs: the tracking that holds and the environment the trainers get (finetune/tracking).
+    The record is built once, so the manifest and the record agree on commit, host, time and command."""
     topo, run_dir = plan.topology, plan.run_dir
     claim_run_dir(run_dir, topo.node_rank, plan.files, plan.attempt)
-    plan.env.update(start_tracking(plan))  # the wandb run and the launch manifest (finetune/tracking)
-    write_launch_record(run_dir, topo.node_rank, launch_record(plan), plan.attempt)
+    tracking, env = start_tracking(plan.tracking, run_dir, plan.attempt)
+    plan = replace(plan, tracking=tracking, env={**plan.env, **env})
+    record = launch_record(plan)
+    if topo.node_rank == 0:
+        write_manifest(run_dir, plan.attempt, build_manifest(plan, record))
+    write_launch_record(run_dir, topo.node_rank, record, plan.attempt)
+    return plan
+
+
+def _run(plan: LaunchPlan, group, host: str) -> int:
+    plan = start(plan)
+    topo, run_dir = plan.topology, plan.run_dir
     log_path = run_dir / LOGS_NAME / f"node{topo.node_rank}.log"
 
     stop = stop_file(run_dir, topo.node_rank)
     stop.unlink(missing_ok=True)  # a stop request of an earlier attempt is not this one's
     env = {**os.environ, **plan.env, "FINETUNE_STOP_FILE": str(stop), "FINETUNE_RUN_DIR": str(run_dir)}
-    proc = subprocess.Popen(plan.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        plan.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     reader = _tee(proc.stdout, log_path)
     requests = []
 
@@ -100,8 +118,11 @@ def _run(plan: LaunchPlan, group, host: str) -> int:
         requests.append(signum)
         if len(requests) == 1:
             stop.touch()
-            print(f"{signal.Signals(signum).name}: asking the trainers to checkpoint and stop after this step "
-                  "(send it again to stop at once)", flush=True)  # fmt: skip
+            name = signal.Signals(signum).name
+            print(
+                f"{name}: asking the trainers to checkpoint and stop after this step (send it again to stop at once)",
+                flush=True,
+            )
         else:
             _terminate(proc)
 

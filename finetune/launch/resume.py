@@ -13,10 +13,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from finetune.launch.checkpoints import latest_complete
 from finetune.errors import FinetuneError
-from finetune.recipes.overrides import format_override
+from finetune.launch.checkpoints import latest_complete
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
+from finetune.recipes.overrides import format_override
 
 
 def _first(flag: int | None, variable: str, recorded: int) -> int:
@@ -57,15 +57,18 @@ def resume_request(req):
         master_port=_first(req.master_port, "MASTER_PORT", topology["master_port"]),
         resume=None,
     )
-    return resumed, _attempts(run_dir, node_rank) + 1, checkpoint, skipped
+    return resumed, _attempts(run_dir, node_rank) + 1, checkpoint, tuple(skipped)
 
 
 def check_same_config(run_dir: Path, rendered: str) -> None:
     """Refuse to resume when the config rendered now differs from the one the run started with."""
     original = (run_dir / CONFIG_NAME).read_text()
     if original != rendered:
-        diff = "".join(difflib.unified_diff(original.splitlines(True), rendered.splitlines(True),
-                                            f"{CONFIG_NAME} (the run)", "rendered now"))  # fmt: skip
+        diff = "".join(
+            difflib.unified_diff(
+                original.splitlines(True), rendered.splitlines(True), f"{CONFIG_NAME} (the run)", "rendered now"
+            )
+        )
         raise FinetuneError(
             f"--resume {run_dir}: the config rendered now differs from the run's; the recipe, the repository or "
             f"the dataset changed since the run started:\n{diff}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,16 @@ def default_run_dir(runs_root: Path, recipe_name: str, nnodes: int, environ: dic
     return runs_root / f"{recipe_name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+def attempt_config_name(attempt: int) -> str:
+    """The config torchrun is pointed at: config.yaml first, config.attempt<K>.yaml for the K-th resume."""
+    return CONFIG_NAME if attempt == 0 else f"config.attempt{attempt}.yaml"
+
+
 def launch_record_path(run_dir: Path, node_rank: int, attempt: int = 0) -> Path:
     """launch-node<R>.json for the first launch, launch-node<R>.attempt<K>.json for the K-th resume."""
-    return run_dir / (f"launch-node{node_rank}.json" if attempt == 0 else f"launch-node{node_rank}.attempt{attempt}.json")
+    return run_dir / (
+        f"launch-node{node_rank}.json" if attempt == 0 else f"launch-node{node_rank}.attempt{attempt}.json"
+    )
 
 
 def _write_exclusive(path: Path, text: str) -> bool:
@@ -49,7 +57,7 @@ def _write_exclusive(path: Path, text: str) -> bool:
     return True
 
 
-def claim_run_dir(run_dir: Path, node_rank: int, files: dict[str, str], attempt: int = 0) -> None:
+def claim_run_dir(run_dir: Path, node_rank: int, files: Mapping[str, str], attempt: int = 0) -> None:
     """Create or join `run_dir` for this node, writing `files` (name -> text) that all nodes share.
 
     Refuses when this node already launched into the directory, when a shared file differs from ours (the

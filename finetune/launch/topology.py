@@ -27,18 +27,20 @@ class Topology:
 
         The node ranks are the user's (node 0 holds global rank 0, so it logs and saves): torchrun's dynamic
         rendezvous would number nodes by host name instead. The launchers have already met and compared configs
-        (finetune/launch/rendezvous.py), so this rendezvous completes at once; its timeout bounds a node lost in between.
+        (finetune/launch/rendezvous.py), so this rendezvous completes at once; its timeout bounds a node lost in
+        between.
         """
-        return [
-            "--nnodes", str(self.nnodes),
-            "--node-rank", str(self.node_rank),
-            "--nproc-per-node", str(self.nproc_per_node),
-            "--master-addr", self.master_addr,
-            "--master-port", str(self.master_port),
-            "--rdzv-id", rdzv_id,
-            "--rdzv-conf", f"timeout={int(join_timeout)}",
-            "--max-restarts", str(max_restarts),
-        ]  # fmt: skip
+        options = {
+            "--nnodes": self.nnodes,
+            "--node-rank": self.node_rank,
+            "--nproc-per-node": self.nproc_per_node,
+            "--master-addr": self.master_addr,
+            "--master-port": self.master_port,
+            "--rdzv-id": rdzv_id,
+            "--rdzv-conf": f"timeout={int(join_timeout)}",
+            "--max-restarts": max_restarts,
+        }
+        return [item for flag, value in options.items() for item in (flag, str(value))]
 
 
 def _first(*values: object) -> str | None:

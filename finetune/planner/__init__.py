@@ -13,9 +13,18 @@ from pathlib import Path
 
 from finetune.errors import FinetuneError
 from finetune.planner.memory import DEFAULT_RESERVE, GIB
-from finetune.planner.planner import Plan, plan_launch_result, plan_recipe, plan_setup, what_if
+from finetune.planner.planner import ResourcePlan, plan_launch_result, plan_recipe, plan_setup, what_if
 
-__all__ = ["Plan", "check_fits", "header_figures", "plan_recipe", "plan_setup", "refusal", "what_if"]
+__all__ = [
+    "ResourcePlan",
+    "check_fits",
+    "header_figures",
+    "plan_figures",
+    "plan_recipe",
+    "plan_setup",
+    "refusal",
+    "what_if",
+]
 
 TERM_NAMES = {
     "weights": "weights",
@@ -33,8 +42,8 @@ TERM_NAMES = {
 def runs_a_replica(launch_plan) -> bool:
     """True when `--model` is a local folder whose config.json has other shapes than the recipe's model (the
     tiny CPU replica, say): the recipe's memory plan says nothing about such a run."""
-    from finetune.recipes.models import get_model
     from finetune.planner.params import ModelShape
+    from finetune.recipes.models import get_model
 
     config_path = Path(launch_plan.model) / "config.json"
     if not config_path.is_file():
@@ -46,7 +55,7 @@ def runs_a_replica(launch_plan) -> bool:
         return True
 
 
-def refusal(plan: Plan) -> str:
+def refusal(plan: ResourcePlan) -> str:
     """Why a plan does not fit, term by term, and what would."""
     x = plan.inputs
     lines = [
@@ -67,7 +76,7 @@ def refusal(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def check_fits(launch_plan, *, gpu: str | None = None, reserve: float = DEFAULT_RESERVE) -> Plan | None:
+def check_fits(launch_plan, *, gpu: str | None = None, reserve: float = DEFAULT_RESERVE) -> ResourcePlan | None:
     """The plan of a rendered launch on the topology it is about to start (world size = nnodes x
     nproc_per_node; GPU type `gpu`, default the recipe's), or FinetuneError with the breakdown and the longest
     sequence that fits when it does not fit.
@@ -91,7 +100,11 @@ def _k(tokens: int) -> str:
 def header_figures(recipe) -> list[str]:
     """Lines for the recipe header, from the planner on the recipe's own cluster: 'Label text' (first word is
     the label)."""
-    plan = plan_recipe(recipe)
+    return plan_figures(plan_recipe(recipe))
+
+
+def plan_figures(plan: ResourcePlan) -> list[str]:
+    """The header lines of a plan: memory and verdict, ceiling, speed, and what offloading needs."""
     x, low_high = plan.inputs, plan.throughput.tokens_per_s
     verdict = "fits" if plan.fits else "DOES NOT FIT"
     mfu = plan.throughput.mfu

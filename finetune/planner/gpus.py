@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finetune.errors import FinetuneError, suggest
 from finetune.catalog import GPUS
+from finetune.errors import FinetuneError, suggest
 
 
 @dataclass(frozen=True)

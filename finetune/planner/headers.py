@@ -1,19 +1,19 @@
 """Recipe headers: the comment block that opens every recipe, generated from the recipe itself.
 
 A header says what the recipe trains, the cluster it is sized for, the sequence length it fits, what its LoRA
-adapts and the exact command that runs it. It is rendered from the `finetune:` block and the framework config,
-so `finetune recipes --sync-headers` rewrites it and a test fails when a file's header has drifted.
+adapts and the exact command that runs it. It is rendered from the `finetune:` block and from the planner's
+plan of the recipe (its `TrainingSetup` and figures), never from the config directly, so `finetune recipes
+--sync-headers` rewrites it and a test fails when a file's header has drifted. The `finetune:` block's notes
+stay there, once.
 """
 
 from __future__ import annotations
 
-import json
 import textwrap
-from pathlib import Path
 
 from finetune.catalog import COMPONENTS, GPUS
-from finetune.frameworks import get_framework
-from finetune.paths import REPO_ROOT
+from finetune.frameworks.setup import DeepSpeedSettings, TrainingSetup
+from finetune.planner import plan_figures, plan_recipe
 from finetune.recipes.recipe import Recipe, split_header
 
 WIDTH = 110
@@ -25,28 +25,46 @@ def _wrap(label: str, text: str) -> list[str]:
     return [f"# {label:<10}{lines[0]}"] + [f"# {'':<10}{line}" for line in lines[1:]]
 
 
-def _zero_stage(path: str | None) -> str:
-    if not path:
+def _deepspeed(ds: DeepSpeedSettings) -> str:
+    if ds.source is None:
         return "none (plain data parallel)"
-    file = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
-    zero = json.loads(file.read_text()).get("zero_optimization", {})
-    offload = [k.removeprefix("offload_") for k in ("offload_param", "offload_optimizer") if k in zero]
-    where = f", {' and '.join(offload)} offloaded to {zero['offload_param' if 'offload_param' in zero else 'offload_optimizer']['device']}" if offload else ""
-    return f"{path} (ZeRO stage {zero.get('stage', 0)}{where})"
+    places = (("param", ds.offload_params), ("optimizer", ds.offload_optimizer))
+    moved = [(what, where) for what, where in places if where]
+    where = f", {' and '.join(what for what, _ in moved)} offloaded to {moved[0][1]}" if moved else ""
+    return f"{ds.source} (ZeRO stage {ds.zero_stage}{where})"
 
 
-def _megatron_layout(config: dict, gpus: int) -> str:
-    tp = config.get("tensor_model_parallel_size", 1)
-    pp = config.get("pipeline_model_parallel_size", 1)
-    cp = config.get("context_parallel_size", 1)
-    ep = config.get("expert_model_parallel_size", 1)
-    etp = config.get("expert_tensor_parallel_size", tp)
-    parts = [f"tensor {tp} x pipeline {pp} x context {cp} x data {gpus // (tp * pp * cp)}", f"experts: expert {ep} x tensor {etp}"]
-    if config.get("sequence_parallel"):
+def _megatron_layout(s: TrainingSetup, gpus: int) -> str:
+    parts = [
+        f"tensor {s.tp} x pipeline {s.pp} x context {s.cp} x data {s.data_parallel(gpus)}",
+        f"experts: expert {s.ep} x tensor {s.etp}",
+    ]
+    if s.sequence_parallel:
         parts.append("sequence parallel")
-    if config.get("use_distributed_optimizer"):
+    if s.distributed_optimizer:
         parts.append("distributed optimizer")
     return "; ".join(parts)
+
+
+def _batch(setup: TrainingSetup, gpus: int) -> list[str]:
+    if setup.engine == "megatron":
+        lines = _wrap("Batch", f"global batch {setup.global_batch} sequences per optimizer step")
+        return lines + _wrap("Parallel", _megatron_layout(setup, gpus))
+    per_step = setup.micro_batch * setup.grad_accum * gpus
+    return _wrap(
+        "Batch",
+        f"{setup.micro_batch} x {setup.grad_accum} accumulation steps x {gpus} GPUs = {per_step} sequences per "
+        "optimizer step",
+    )
+
+
+def _trains(setup: TrainingSetup, adapts: list[str]) -> list[str]:
+    if setup.lora is None:
+        return _wrap("Trains", "every parameter (full fine-tuning)")
+    lines = _wrap("LoRA", f"rank {setup.lora.rank} on {', '.join(setup.lora_targets)}; adapts:")
+    lines += [f"#   {'':<8}- {name}: {COMPONENTS[name]}" for name in adapts]
+    frozen = [name for name in COMPONENTS if name not in adapts]
+    return lines + _wrap("", f"frozen: {', '.join(frozen)}")
 
 
 def run_commands(recipe: Recipe) -> list[str]:
@@ -68,47 +86,27 @@ def run_commands(recipe: Recipe) -> list[str]:
 
 def render_header(recipe: Recipe) -> str:
     meta = recipe.meta
-    framework = get_framework(recipe.framework)
-    shape = framework.shape(recipe.config)
-    gpu = GPUS[meta.gpu]
+    plan = plan_recipe(recipe)
+    setup = plan.setup
     node_word = "node" if meta.nodes == 1 else "nodes"
     lines = [f"# {meta.title}", "#"]
-    lines += _wrap("Cluster", f"{meta.nodes} {node_word} x {meta.gpus_per_node} {gpu} ({meta.total_gpus} GPUs)")
-    config = recipe.config
-    checkpointing = "on" if shape.gradient_checkpointing else "off"
-    length = f"{shape.seq_len:,} tokens per sequence"
-    if meta.method == "grpo":
-        length = f"prompts up to {shape.seq_len:,} tokens, completions up to {config['max_completion_length']:,}"
-    lines += _wrap("Fits", f"{length}, micro-batch {shape.micro_batch}, gradient checkpointing {checkpointing}")
-    if meta.engine == "megatron":
-        lines += _wrap("Batch", f"global batch {config['global_batch_size']} sequences per optimizer step")
-        lines += _wrap("Parallel", _megatron_layout(config, meta.total_gpus))
-    else:
-        global_batch = shape.micro_batch * shape.grad_accum * meta.total_gpus
-        lines += _wrap(
-            "Batch",
-            f"{shape.micro_batch} x {shape.grad_accum} accumulation steps x {meta.total_gpus} GPUs = "
-            f"{global_batch} sequences per optimizer step",
-        )
-    if shape.lora_rank is not None:
-        adapts = meta.lora_adapts or []
-        lines += _wrap("LoRA", f"rank {shape.lora_rank} on {', '.join(shape.lora_targets or ())}; adapts:")
-        lines += [f"#   {'':<8}- {name}: {COMPONENTS[name]}" for name in adapts]
-        frozen = [name for name in COMPONENTS if name not in adapts]
-        lines += _wrap("", f"frozen: {', '.join(frozen)}")
-    else:
-        lines += _wrap("Trains", "every parameter (full fine-tuning)")
-    if meta.engine == "deepspeed":
-        lines += _wrap("DeepSpeed", _zero_stage(shape.deepspeed))
-    from finetune.planner import header_figures
-
-    for figure in header_figures(recipe):
+    lines += _wrap(
+        "Cluster", f"{meta.nodes} {node_word} x {meta.gpus_per_node} {GPUS[meta.gpu]} ({meta.total_gpus} GPUs)"
+    )
+    length = f"{setup.seq_len:,} tokens per sequence"
+    if setup.logits_tokens is not None:  # GRPO: the config caps prompts and completions apart
+        length = f"prompts up to {setup.max_length:,} tokens, completions up to {setup.logits_tokens:,}"
+    checkpointing = "on" if setup.checkpointing else "off"
+    lines += _wrap("Fits", f"{length}, micro-batch {setup.micro_batch}, gradient checkpointing {checkpointing}")
+    lines += _batch(setup, meta.total_gpus)
+    lines += _trains(setup, meta.lora_adapts or [])
+    if setup.engine == "deepspeed":
+        lines += _wrap("DeepSpeed", _deepspeed(setup.deepspeed))
+    for figure in plan_figures(plan):
         label, text = figure.split(" ", 1)
         lines += _wrap(label, text.strip())
     for need in meta.needs:
         lines += _wrap("Needs", need)
-    for note in meta.notes:
-        lines += _wrap("Note", note)
     lines += ["#", "# Run:"] + run_commands(recipe) + ["#"]
     return "\n".join(lines) + "\n"
 

@@ -23,10 +23,11 @@ and fragmenting what is allocated and freed every step; the model states are all
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
-from finetune.planner.params import ModelShape
+from finetune.frameworks.setup import DeepSpeedSettings, TrainingSetup
+from finetune.planner.params import ModelShape, ParamCounts
 
 GIB = 1024**3
 FIXED_OVERHEAD = 3 * GIB
@@ -34,13 +35,13 @@ DYNAMIC_OVERHEAD = 0.10
 DEFAULT_RESERVE = 1.2
 LIVE_LAYERS_WHEN_CHECKPOINTING = 2
 
-Offload = Literal["cpu", "nvme"] | None
-
 
 @dataclass(frozen=True)
 class PlanInputs:
-    """Everything the memory model reads; a recipe maps onto it per framework (see `recipe_setup`)."""
+    """Everything the memory model reads: the training setup, the model's parameters, the cluster, and the
+    sequence length and accumulation the planner may vary. Layout facts are read from `setup`, never copied."""
 
+    setup: TrainingSetup
     shape: ModelShape
     total_params: int
     trainable_params: int
@@ -50,30 +51,48 @@ class PlanInputs:
     gpus: int
     gpus_per_node: int
     seq_len: int
-    micro_batch: int = 1
     grad_accum: int = 1
-    lora: bool = True
-    engine: Literal["deepspeed", "megatron"] = "deepspeed"
-    zero_stage: int = 3
-    offload_params: Offload = None
-    offload_optimizer: Offload = None
-    nvme_buffer_bytes_per_gpu: int = 0  # pinned host buffers DeepSpeed keeps for NVMe swapping
-    tp: int = 1
-    pp: int = 1
-    ep: int = 1
-    etp: int = 1
-    cp: int = 1
-    sequence_parallel: bool = False
-    distributed_optimizer: bool = True
-    checkpointing: bool = True
-    logits_fused: bool = False
-    logits_tokens: int | None = None  # tokens per sequence that get logits (GRPO: the completion); None: all
-    reference_model: bool = False  # a frozen copy of the policy (full-parameter DPO / KTO / GRPO with beta > 0)
-    rollout_gpu_fraction: float = 0.0  # share of each GPU a colocated vLLM takes while generating
-    rollout_sleeps: bool = False  # vLLM releases its memory while the trainer runs (sleep mode)
-    rollout_weights_to_host: bool = False  # sleep level 1: vLLM's weights wait in host RAM
-    rollout_tp: int = 1  # vLLM's tensor parallel size (its weights per GPU: 2P / rollout_tp)
-    trainer_offloaded_while_rolling_out: bool = False  # the trainer's states wait in host RAM while vLLM runs
+
+    @classmethod
+    def of(
+        cls,
+        setup: TrainingSetup,
+        shape: ModelShape,
+        counts: ParamCounts,
+        *,
+        gpus: int,
+        gpus_per_node: int,
+        seq_len: int | None = None,
+    ) -> PlanInputs:
+        """`setup` on `gpus` GPUs, with the parameter counts of its model and LoRA (`count_params`)."""
+        total, routed = counts.total, counts.routed_experts
+        if setup.mtp_layers and setup.engine == "megatron":  # Megatron builds and trains the MTP layer(s)
+            total += counts.mtp_layer
+            routed += setup.mtp_layers * (routed // max(shape.moe_layers, 1))
+        full = setup.method == "full"
+        return cls(
+            setup=setup,
+            shape=shape,
+            total_params=total,
+            trainable_params=total if full else counts.trainable,
+            routed_expert_params=routed,
+            trainable_routed_experts=routed if full else counts.trainable_routed_experts,
+            moe_block_params=counts.moe_block,
+            gpus=gpus,
+            gpus_per_node=gpus_per_node,
+            seq_len=seq_len or setup.seq_len,
+            grad_accum=setup.grad_accum_on(gpus),
+        )
+
+    def changed(self, **changes: Any) -> PlanInputs:
+        """A copy with fields changed wherever they live: here (`seq_len`, `gpus`, ...), in the setup
+        (`checkpointing`, `tp`, ...) or in its DeepSpeed settings (`zero_stage`, `offload_params`, ...)."""
+        own = {f.name for f in fields(self)}
+        zero = {f.name for f in fields(DeepSpeedSettings)}
+        ds = {k: v for k, v in changes.items() if k in zero}
+        layout = {k: v for k, v in changes.items() if k not in own and k not in zero}
+        setup = replace(self.setup, deepspeed=replace(self.setup.deepspeed, **ds), **layout)
+        return replace(self, setup=setup, **{k: v for k, v in changes.items() if k in own})
 
     @property
     def nodes(self) -> int:
@@ -81,8 +100,23 @@ class PlanInputs:
 
     @property
     def data_parallel(self) -> int:
-        model_parallel = self.tp * self.pp * self.cp if self.engine == "megatron" else self.cp
-        return max(1, self.gpus // model_parallel)
+        return self.setup.data_parallel(self.gpus)
+
+    @property
+    def micro_batch(self) -> int:
+        """Sequences one GPU runs forward at once (a preference pair counts two)."""
+        return self.setup.sequences_per_micro_batch
+
+    @property
+    def lora(self) -> bool:
+        return self.setup.method == "lora"
+
+    @property
+    def nvme_buffer_bytes_per_gpu(self) -> int:
+        """Pinned host buffers DeepSpeed keeps per GPU for NVMe swapping."""
+        ds = self.setup.deepspeed
+        sub_group = min(ds.sub_group_size, self.trainable_params // self.gpus)
+        return ds.param_buffer_bytes + ds.optimizer_buffer_count * sub_group * 4
 
 
 @dataclass(frozen=True)
@@ -102,8 +136,17 @@ class Memory:
     nvme_per_node: float
     reserve: float
 
-    TERMS = ("weights", "grads", "optimizer", "gathered", "activations", "logits", "reference_model", "rollout",
-             "overhead")  # fmt: skip
+    TERMS = (
+        "weights",
+        "grads",
+        "optimizer",
+        "gathered",
+        "activations",
+        "logits",
+        "reference_model",
+        "rollout",
+        "overhead",
+    )
 
     @property
     def total(self) -> float:
@@ -125,17 +168,18 @@ class Memory:
 
 def check_layout(x: PlanInputs) -> list[str]:
     """Problems with the parallel layout (sizes that do not divide); empty when it is valid."""
+    s = x.setup
     problems = []
-    if x.engine == "megatron":
-        if x.gpus % (x.tp * x.pp * x.cp):
-            problems.append(f"{x.gpus} GPUs do not divide into TP {x.tp} x PP {x.pp} x CP {x.cp}")
-        if x.gpus % (x.ep * x.etp * x.pp):
-            problems.append(f"{x.gpus} GPUs do not divide into EP {x.ep} x ETP {x.etp} x PP {x.pp}")
-        if x.shape.experts % x.ep:
-            problems.append(f"{x.shape.experts} experts do not divide over EP {x.ep}")
-        if x.shape.layers % x.pp:
-            problems.append(f"{x.shape.layers} layers do not divide over PP {x.pp}")
-    elif x.tp * x.pp * x.ep * x.etp > 1:
+    if s.engine == "megatron":
+        if x.gpus % (s.tp * s.pp * s.cp):
+            problems.append(f"{x.gpus} GPUs do not divide into TP {s.tp} x PP {s.pp} x CP {s.cp}")
+        if x.gpus % (s.ep * s.etp * s.pp):
+            problems.append(f"{x.gpus} GPUs do not divide into EP {s.ep} x ETP {s.etp} x PP {s.pp}")
+        if x.shape.experts % s.ep:
+            problems.append(f"{x.shape.experts} experts do not divide over EP {s.ep}")
+        if x.shape.layers % s.pp:
+            problems.append(f"{x.shape.layers} layers do not divide over PP {s.pp}")
+    elif s.tp * s.pp * s.ep * s.etp > 1:
         problems.append("tensor / pipeline / expert parallelism needs the Megatron engine")
     return problems
 
@@ -144,16 +188,17 @@ def check_layout(x: PlanInputs) -> list[str]:
 
 
 def _deepspeed_states(x: PlanInputs) -> dict[str, float]:
-    n, z = x.gpus, x.zero_stage
+    s, ds = x.setup, x.setup.deepspeed
+    n, z = x.gpus, ds.zero_stage
     weights_split = n if z >= 3 else 1
     grads_split = n if z >= 2 else 1
     optimizer_split = n if z >= 1 else 1
     total, trainable = x.total_params, x.trainable_params
     states = {
-        "weights": 0.0 if x.offload_params else 2 * total / weights_split,
+        "weights": 0.0 if ds.offload_params else 2 * total / weights_split,
         # with the optimizer offloaded, gradient partitions live in pinned host memory (reduce buckets only here)
-        "grads": 0.0 if x.offload_optimizer else 4 * trainable / grads_split,
-        "optimizer": 0.0 if x.offload_optimizer else 12 * trainable / optimizer_split,
+        "grads": 0.0 if ds.offload_optimizer else 4 * trainable / grads_split,
+        "optimizer": 0.0 if ds.offload_optimizer else 12 * trainable / optimizer_split,
         "gathered": 0.0,
         "reference_model": 0.0,
     }
@@ -161,15 +206,15 @@ def _deepspeed_states(x: PlanInputs) -> dict[str, float]:
         block = 2 * x.moe_block_params
         trains_experts = x.trainable_routed_experts > 0 and not x.lora
         states["gathered"] = 2 * block + (block if trains_experts else 0)
-    if x.reference_model:
-        states["reference_model"] = 0.0 if x.offload_params else 2 * total / weights_split
+    if s.reference_model:
+        states["reference_model"] = 0.0 if ds.offload_params else 2 * total / weights_split
     host = {"cpu": 0.0, "nvme": 0.0}
     per_node = x.gpus_per_node / n
-    if x.offload_optimizer:
-        host[x.offload_optimizer] += 16 * trainable * per_node  # fp32 master, Adam m and v, fp32 gradients
-    if x.offload_params:
-        copies = 2 if x.reference_model else 1
-        host[x.offload_params] += copies * 2 * total * per_node
+    if ds.offload_optimizer:
+        host[ds.offload_optimizer] += 16 * trainable * per_node  # fp32 master, Adam m and v, fp32 gradients
+    if ds.offload_params:
+        copies = 2 if s.reference_model else 1
+        host[ds.offload_params] += copies * 2 * total * per_node
     states["host_ram_per_node"] = host["cpu"] + (x.nvme_buffer_bytes_per_gpu * x.gpus_per_node if host["nvme"] else 0)
     states["nvme_per_node"] = host["nvme"]
     return states
@@ -177,27 +222,29 @@ def _deepspeed_states(x: PlanInputs) -> dict[str, float]:
 
 def megatron_local(x: PlanInputs, params: float, experts: float) -> float:
     """Parameters one GPU holds: non-expert ones split by TP*PP, routed experts by EP*ETP*PP."""
-    return (params - experts) / (x.tp * x.pp) + experts / (x.ep * x.etp * x.pp)
+    s = x.setup
+    return (params - experts) / (s.tp * s.pp) + experts / (s.ep * s.etp * s.pp)
 
 
 def _megatron_states(x: PlanInputs) -> dict[str, float]:
+    s, ds = x.setup, x.setup.deepspeed
     local = megatron_local(x, x.total_params, x.routed_expert_params)
     trainable_local = megatron_local(x, x.trainable_params, x.trainable_routed_experts)
-    dense_trainable = (x.trainable_params - x.trainable_routed_experts) / (x.tp * x.pp)
-    expert_trainable = x.trainable_routed_experts / (x.ep * x.etp * x.pp)
-    if x.distributed_optimizer:
-        dense_dp = max(1, x.gpus // (x.tp * x.pp))  # the distributed optimizer shards over data x context parallel
-        expert_dp = max(1, x.gpus // (x.ep * x.etp * x.pp))
+    dense_trainable = (x.trainable_params - x.trainable_routed_experts) / (s.tp * s.pp)
+    expert_trainable = x.trainable_routed_experts / (s.ep * s.etp * s.pp)
+    if s.distributed_optimizer:
+        dense_dp = max(1, x.gpus // (s.tp * s.pp))  # the distributed optimizer shards over data x context parallel
+        expert_dp = max(1, x.gpus // (s.ep * s.etp * s.pp))
         optimizer = 12 * (dense_trainable / dense_dp + expert_trainable / expert_dp)
     else:
         optimizer = 12 * trainable_local
-    host = optimizer * x.gpus_per_node if x.offload_optimizer == "cpu" else 0.0
+    host = optimizer * x.gpus_per_node if ds.offload_optimizer == "cpu" else 0.0
     return {
         "weights": 2 * local,
         "grads": 4 * trainable_local,
-        "optimizer": 0.0 if x.offload_optimizer else optimizer,
+        "optimizer": 0.0 if ds.offload_optimizer else optimizer,
         "gathered": 0.0,
-        "reference_model": 2 * local if x.reference_model else 0.0,
+        "reference_model": 2 * local if s.reference_model else 0.0,
         "host_ram_per_node": host,
         "nvme_per_node": 0.0,
     }
@@ -221,17 +268,18 @@ def layer_activation_bytes(shape: ModelShape, moe: bool) -> tuple[float, float]:
 
 
 def activation_bytes(x: PlanInputs) -> float:
+    s = x.setup
     shape = x.shape
-    tokens = x.seq_len * x.micro_batch / x.cp
-    seq_split = x.tp if x.sequence_parallel else 1
+    tokens = x.seq_len * x.micro_batch / s.cp
+    seq_split = s.tp if s.sequence_parallel else 1
 
     def per_token(moe: bool) -> float:
         split, replicated = layer_activation_bytes(shape, moe)
-        return split / x.tp + replicated / seq_split
+        return split / s.tp + replicated / seq_split
 
     # pipeline stage 0 holds min(PP, micro-batches) micro-batches of its L/PP layers (1F1B schedule)
-    in_flight = min(x.pp, max(x.grad_accum, 1)) / x.pp
-    if x.checkpointing:
+    in_flight = min(s.pp, max(x.grad_accum, 1)) / s.pp
+    if s.checkpointing:
         kept = 2 * shape.hidden / seq_split * shape.layers * in_flight
         live = LIVE_LAYERS_WHEN_CHECKPOINTING * max(per_token(True), per_token(False))
         return tokens * (kept + live)
@@ -240,9 +288,10 @@ def activation_bytes(x: PlanInputs) -> float:
 
 
 def logits_bytes(x: PlanInputs) -> float:
-    tokens = min(x.seq_len, x.logits_tokens or x.seq_len) * x.micro_batch / x.cp
-    per_token = (4 if x.logits_fused else 10) * x.shape.vocab
-    vocab_split = x.tp if x.engine == "megatron" else 1
+    s = x.setup
+    tokens = min(x.seq_len, s.logits_tokens or x.seq_len) * x.micro_batch / s.cp
+    per_token = (4 if s.logits_fused else 10) * x.shape.vocab
+    vocab_split = s.tp if s.engine == "megatron" else 1
     return tokens * per_token / vocab_split
 
 
@@ -253,23 +302,25 @@ def rollout_bytes(x: PlanInputs, states: dict[str, float], dynamic: float, gpu_m
     """What a colocated vLLM adds to the training peak. Awake all the time it adds its whole share; in sleep
     mode generation and training take turns, so it adds only what its turn needs beyond the training step's
     (the trainer's states stay on the GPU unless they are offloaded while it generates)."""
-    share = x.rollout_gpu_fraction * gpu_memory_bytes
-    if not share or not x.rollout_sleeps:
+    s = x.setup
+    share = s.rollout_gpu_fraction * gpu_memory_bytes
+    if not share or not s.rollout_sleeps:
         return share
     model_states = sum(states[k] for k in ("weights", "grads", "optimizer", "gathered", "reference_model"))
-    kept = 0.0 if x.trainer_offloaded_while_rolling_out else model_states
+    kept = 0.0 if s.trainer_offloaded_while_rolling_out else model_states
     return max(0.0, kept + share - (model_states + dynamic))
 
 
 def estimate(x: PlanInputs, gpu_memory_bytes: float, reserve: float = DEFAULT_RESERVE) -> Memory:
     """Per-GPU memory of `x` on a GPU of `gpu_memory_bytes` (the colocated rollout takes a share of it)."""
-    states = _megatron_states(x) if x.engine == "megatron" else _deepspeed_states(x)
+    s = x.setup
+    states = _megatron_states(x) if s.engine == "megatron" else _deepspeed_states(x)
     activations, logits = activation_bytes(x), logits_bytes(x)
     rollout = rollout_bytes(x, states, reserve * (activations + logits) * (1 + DYNAMIC_OVERHEAD), gpu_memory_bytes)
     host = states["host_ram_per_node"]
-    if x.rollout_gpu_fraction and x.rollout_weights_to_host:
-        host += 2 * x.total_params / x.rollout_tp * x.gpus_per_node
-    if x.rollout_gpu_fraction and x.trainer_offloaded_while_rolling_out:
+    if s.rollout_gpu_fraction and s.rollout_weights_to_host:
+        host += 2 * x.total_params / s.rollout_tp * x.gpus_per_node
+    if s.rollout_gpu_fraction and s.trainer_offloaded_while_rolling_out:
         on_gpu = sum(states[k] for k in ("weights", "grads", "optimizer", "reference_model"))
         host += on_gpu * x.gpus_per_node
     return Memory(
@@ -309,4 +360,3 @@ def max_seq_len(x: PlanInputs, gpu_memory_bytes: float, reserve: float = DEFAULT
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
-

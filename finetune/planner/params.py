@@ -16,14 +16,14 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from finetune.frameworks.setup import LoraSpec
 from finetune.paths import cache_dir
 from finetune.recipes.components import part_of
 
 FORMAT_VERSION = 1  # bump when what is counted changes
 LIBRARIES = ("torch", "transformers", "peft")
-ROUTED_EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 MEGATRON_TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
 
 
@@ -92,24 +92,6 @@ class ModelShape:
             max_positions=int(config["max_position_embeddings"]),
             mtp_layers=mtp,
         )
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """What a LoRA adapts, as the framework hands it to PEFT (layout `peft`) or to Megatron (layout `megatron`).
-
-    `target_modules` are PEFT's suffix names (`q_proj`, ...) or Megatron's (`linear_qkv`, ..., `all-linear`);
-    `target_parameters` are PEFT's fused-parameter targets (the routed experts under transformers 5).
-    The target `all` is LLaMA-Factory's: every module whose class is a Linear, except the output head.
-    """
-
-    rank: int
-    target_modules: tuple[str, ...]
-    target_parameters: tuple[str, ...] = ()
-    modules_to_save: tuple[str, ...] = ()
-    use_dora: bool = False
-    layout: Literal["peft", "megatron"] = "peft"
-    mtp_layers: int = 0  # Megatron trains the MTP layer(s) when asked to (`mtp_num_layers`)
 
 
 @dataclass
@@ -302,7 +284,8 @@ KNOWN_COUNTS = Path(__file__).with_name("known_counts.json")
 
 def known_counts() -> dict[str, dict[str, Any]]:
     """Counts shipped for the recipes in this repository (keyed like the cache, so only valid for the pinned
-    library versions): a first `plan` or `launch` needs no torch import. `refresh_known_counts` rewrites them."""
+    library versions): a first `plan` or `launch` needs no torch import. `known_counts.refresh_known_counts`
+    rewrites them."""
     return json.loads(KNOWN_COUNTS.read_text()) if KNOWN_COUNTS.is_file() else {}
 
 
@@ -325,28 +308,3 @@ def count_params(config: dict[str, Any], spec: LoraSpec | None = None, *, use_ca
         tmp.write_text(json.dumps(asdict(counts), indent=1, sort_keys=True))
         tmp.replace(path)
     return counts
-
-
-def refresh_known_counts() -> int:
-    """Plan every shipped recipe in an empty cache and ship the counts that took; returns how many."""
-    import os
-    import tempfile
-
-    from finetune.planner import plan_recipe
-    from finetune.recipes.recipe import all_recipes
-
-    previous = os.environ.get("FINETUNE_CACHE")
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["FINETUNE_CACHE"] = tmp
-        KNOWN_COUNTS.unlink(missing_ok=True)
-        try:
-            for recipe in all_recipes():
-                plan_recipe(recipe)
-        finally:
-            if previous is None:
-                os.environ.pop("FINETUNE_CACHE")
-            else:
-                os.environ["FINETUNE_CACHE"] = previous
-        found = {p.stem.removeprefix("params-"): json.loads(p.read_text()) for p in Path(tmp, "plan").glob("params-*.json")}
-    KNOWN_COUNTS.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
-    return len(found)

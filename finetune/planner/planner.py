@@ -1,19 +1,19 @@
-"""A recipe on a cluster -> a Plan: parameter counts, per-GPU memory by term, verdict, ceiling, speed.
+"""A recipe on a cluster -> a ResourcePlan: parameter counts, per-GPU memory by term, verdict, ceiling, speed.
 
-The recipe is rendered by `finetune.launch.plan.plan_launch` (same overrides, same DeepSpeed JSON), so the plan is
-of the very config a launch would start.
+The recipe is rendered by `finetune.launch.plan.plan_launch` (same overrides, same DeepSpeed JSON) and read by
+its framework adapter into a `TrainingSetup`, so the plan is of the very config a launch would start.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from finetune.errors import FinetuneError
-from finetune.recipes.models import get_model
+from finetune.frameworks.setup import TrainingSetup
 from finetune.planner.gpus import Gpu, get_gpu
 from finetune.planner.memory import (
     DEFAULT_RESERVE,
@@ -25,20 +25,18 @@ from finetune.planner.memory import (
     max_seq_len,
 )
 from finetune.planner.params import ModelShape, ParamCounts, count_params
-from finetune.frameworks.setup import TrainingSetup, llamafactory_setup, megatron_grad_accum, swift_setup
 from finetune.planner.throughput import Throughput, estimate_throughput
+from finetune.recipes.models import get_model
+from finetune.recipes.overrides import apply_overrides
 
 
 @dataclass
-class Plan:
-    """Everything `finetune plan` reports for one recipe on one cluster."""
+class ResourcePlan:
+    """Everything `finetune plan` reports for one recipe on one cluster (not the launch plan: the resources)."""
 
     recipe_id: str
     model: str
-    setup: TrainingSetup
     gpu: Gpu
-    nodes: int
-    gpus_per_node: int
     counts: ParamCounts
     inputs: PlanInputs
     memory: Memory
@@ -46,6 +44,18 @@ class Plan:
     throughput: Throughput
     tokens: float | None = None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def setup(self) -> TrainingSetup:
+        return self.inputs.setup
+
+    @property
+    def nodes(self) -> int:
+        return self.inputs.nodes
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.inputs.gpus_per_node
 
     @property
     def gpus(self) -> int:
@@ -93,7 +103,7 @@ class Plan:
             },
             "seq_len": self.inputs.seq_len,
             "micro_batch": self.inputs.micro_batch,
-            "gradient_checkpointing": self.inputs.checkpointing,
+            "gradient_checkpointing": self.setup.checkpointing,
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
             "per_gpu_gib": round(self.per_gpu_gib, 2),
@@ -114,33 +124,28 @@ class Plan:
         }
 
 
-# -- recipe -> setup ---------------------------------------------------------------------------------------------
+# -- launch -> setup ---------------------------------------------------------------------------------------------
 
 
 def setup_from_launch(launch_plan) -> TrainingSetup:
-    """The TrainingSetup of a rendered launch (`finetune.launch.plan.LaunchPlan`)."""
+    """The TrainingSetup of a rendered launch (`finetune.launch.plan.LaunchPlan`), read by its framework."""
     from finetune.launch.plan import DEEPSPEED_NAME
 
+    recipe, framework, files = launch_plan.recipe, launch_plan.framework, launch_plan.files
+    named = apply_overrides(recipe.config, launch_plan.overrides).get(framework.deepspeed_key())
     try:
-        return _setup(launch_plan, DEEPSPEED_NAME)
+        return framework.training_setup(
+            launch_plan.config,
+            recipe.meta,
+            get_model(recipe.meta.model).config,
+            deepspeed_json=json.loads(files[DEEPSPEED_NAME]) if DEEPSPEED_NAME in files else None,
+            deepspeed_named=named if isinstance(named, str) else None,  # the config points at the run's copy
+        )
     except (ValueError, TypeError) as exc:
         raise FinetuneError(
-            f"{launch_plan.recipe.id}: the rendered config has a value the planner cannot read ({exc}); "
-            f"`python -m finetune validate {launch_plan.recipe.id}` checks it with the framework's own parser."
+            f"{recipe.id}: the rendered config has a value the planner cannot read ({exc}); "
+            f"`python -m finetune validate {recipe.id}` checks it with the framework's own parser."
         ) from exc
-
-
-def _setup(launch_plan, deepspeed_name: str) -> TrainingSetup:
-    recipe, config = launch_plan.recipe, launch_plan.config
-    ds = json.loads(launch_plan.files[deepspeed_name]) if deepspeed_name in launch_plan.files else None
-    if recipe.framework == "llamafactory":
-        return llamafactory_setup(config, ds, launch_plan.framework.shape(config))
-    if recipe.framework == "swift":
-        max_positions = ModelShape.from_config(get_model(recipe.meta.model).config).max_positions
-        engine = getattr(recipe.meta, "engine", None)
-        megatron = None if engine is None else engine == "megatron"
-        return swift_setup(config, ds, max_positions=max_positions, megatron=megatron)
-    raise FinetuneError(f"The planner does not know framework `{recipe.framework}`.")
 
 
 # -- setup + model + cluster -> plan ---------------------------------------------------------------------------------
@@ -158,84 +163,53 @@ def plan_setup(
     tokens: float | None = None,
     recipe_id: str = "",
     model_name: str = "",
-    megatron_config: dict[str, Any] | None = None,
-) -> Plan:
+) -> ResourcePlan:
     """Plan `setup` for the model described by `model_config` (config.json values) on the given cluster."""
-    shape = ModelShape.from_config(model_config)
     counts = count_params(model_config, setup.lora)
-    gpus = nodes * gpus_per_node
-    total, routed = counts.total, counts.routed_experts
-    if setup.mtp_layers and setup.engine == "megatron":  # Megatron builds and trains the MTP layer(s)
-        per_layer_experts = routed // max(shape.moe_layers, 1)
-        total += counts.mtp_layer
-        routed += setup.mtp_layers * per_layer_experts
-    trainable = total if setup.method == "full" else counts.trainable
-    trainable_routed = routed if setup.method == "full" else counts.trainable_routed_experts
-    grad_accum = setup.grad_accum
-    if setup.engine == "megatron" and megatron_config is not None:
-        grad_accum = megatron_grad_accum(megatron_config, setup, gpus)
-    ds = setup.deepspeed
-    nvme_buffers = ds.param_buffer_bytes + ds.optimizer_buffer_count * min(ds.sub_group_size, trainable // gpus) * 4
-    inputs = PlanInputs(
-        shape=shape,
-        total_params=total,
-        trainable_params=trainable,
-        routed_expert_params=routed,
-        trainable_routed_experts=trainable_routed,
-        moe_block_params=counts.moe_block,
-        gpus=gpus,
-        gpus_per_node=gpus_per_node,
-        seq_len=seq_len or setup.seq_len,
-        micro_batch=setup.micro_batch,
-        grad_accum=grad_accum,
-        lora=setup.method == "lora",
-        engine=setup.engine,
-        zero_stage=ds.zero_stage,
-        offload_params=ds.offload_params,
-        offload_optimizer=ds.offload_optimizer,
-        nvme_buffer_bytes_per_gpu=nvme_buffers,
-        tp=setup.tp,
-        pp=setup.pp,
-        ep=setup.ep,
-        etp=setup.etp,
-        cp=setup.cp,
-        sequence_parallel=setup.sequence_parallel,
-        distributed_optimizer=setup.distributed_optimizer,
-        checkpointing=setup.checkpointing,
-        logits_fused=setup.logits_fused,
-        logits_tokens=setup.logits_tokens,
-        reference_model=setup.reference_model,
-        rollout_gpu_fraction=setup.rollout_gpu_fraction,
-        rollout_sleeps=setup.rollout_sleeps,
-        rollout_weights_to_host=setup.rollout_weights_to_host,
-        rollout_tp=setup.rollout_tp,
-        trainer_offloaded_while_rolling_out=setup.trainer_offloaded_while_rolling_out,
+    shape = ModelShape.from_config(model_config)
+    inputs = PlanInputs.of(
+        setup, shape, counts, gpus=nodes * gpus_per_node, gpus_per_node=gpus_per_node, seq_len=seq_len
     )
-    card = get_gpu(gpu)
+    return _resource_plan(
+        inputs, counts, get_gpu(gpu), reserve, recipe_id=recipe_id, model_name=model_name, tokens=tokens
+    )
+
+
+def _resource_plan(
+    inputs: PlanInputs,
+    counts: ParamCounts,
+    card: Gpu,
+    reserve: float,
+    *,
+    recipe_id: str,
+    model_name: str,
+    tokens: float | None,
+) -> ResourcePlan:
+    """The plan of `inputs` on `card`: memory, ceiling, speed and layout problems all follow from them."""
     capacity = card.memory_gib * GIB
-    active = counts.active_per_token
     problems = check_layout(inputs)
-    return Plan(
+    return ResourcePlan(
         recipe_id=recipe_id,
         model=model_name,
-        setup=setup,
         gpu=card,
-        nodes=nodes,
-        gpus_per_node=gpus_per_node,
         counts=counts,
         inputs=inputs,
         memory=estimate(inputs, capacity, reserve),
         max_seq_len=0 if problems else max_seq_len(inputs, capacity, reserve),
-        throughput=estimate_throughput(inputs, card, active),
+        throughput=estimate_throughput(inputs, card, counts.active_per_token),
         tokens=tokens,
         problems=problems,
     )
 
 
 def plan_launch_result(
-    launch_plan, *, gpu: str | None = None, seq_len: int | None = None, reserve: float = DEFAULT_RESERVE,
+    launch_plan,
+    *,
+    gpu: str | None = None,
+    seq_len: int | None = None,
+    reserve: float = DEFAULT_RESERVE,
     tokens: float | None = None,
-) -> Plan:  # fmt: skip
+) -> ResourcePlan:
     """Plan a rendered launch on the topology it was rendered for; the model is the recipe's real model."""
     recipe = launch_plan.recipe
     spec = get_model(recipe.meta.model)
@@ -252,7 +226,6 @@ def plan_launch_result(
         tokens=tokens,
         recipe_id=recipe.id,
         model_name=spec.display_name,
-        megatron_config=launch_plan.config if setup.engine == "megatron" else None,
     )
 
 
@@ -268,7 +241,7 @@ def plan_recipe(
     tokens: float | None = None,
     model: str | None = None,
     dataset: str | None = None,
-) -> Plan:
+) -> ResourcePlan:
     """Plan a recipe (id, path or Recipe) with `--set` overrides on a cluster (default: the recipe's own).
     `model` and `dataset` only change the rendering, as in `finetune launch`; memory is always planned for the
     recipe's real model."""
@@ -291,22 +264,19 @@ def plan_recipe(
             nproc_per_node=gpus_per_node or meta.gpus_per_node,
         ),
         check=False,
-    )  # fmt: skip
+    )
     return plan_launch_result(launch_plan, gpu=gpu, seq_len=seq_len, reserve=reserve, tokens=tokens)
 
 
-def what_if(plan: Plan, **changes: Any) -> Plan:
-    """The same plan with PlanInputs fields changed (for comparisons and tests)."""
-    inputs = replace(plan.inputs, **changes)
-    capacity = plan.gpu.memory_gib * GIB
-    reserve = plan.memory.reserve
-    problems = check_layout(inputs)
-    return replace(
-        plan,
-        inputs=inputs,
-        memory=estimate(inputs, capacity, reserve),
-        max_seq_len=0 if problems else max_seq_len(inputs, capacity, reserve),
-        throughput=estimate_throughput(inputs, plan.gpu, plan.counts.active_per_token),
-        problems=problems,
+def what_if(plan: ResourcePlan, **changes: Any) -> ResourcePlan:
+    """The same plan with inputs or layout changed (`seq_len=`, `checkpointing=`, `zero_stage=`, ...; see
+    `PlanInputs.changed`): for comparisons and tests."""
+    return _resource_plan(
+        plan.inputs.changed(**changes),
+        plan.counts,
+        plan.gpu,
+        plan.memory.reserve,
+        recipe_id=plan.recipe_id,
+        model_name=plan.model,
+        tokens=plan.tokens,
     )
-

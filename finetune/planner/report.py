@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from finetune.planner import TERM_NAMES, Plan
+from finetune.frameworks.setup import TrainingSetup
+from finetune.planner import TERM_NAMES, ResourcePlan
 from finetune.planner.memory import GIB
 
 
@@ -16,21 +17,34 @@ def _hours(h: float) -> str:
     return f"{h:,.1f} h" if h < 48 else f"{h / 24:,.1f} days"
 
 
-def render_text(plan: Plan) -> str:
+def _rollout_turns(setup: TrainingSetup) -> str:
+    if not setup.rollout_sleeps:
+        return "it stays resident"
+    offloaded = " and the trainer's states wait in host RAM while it generates"
+    return "it sleeps while the trainer runs" + (offloaded if setup.trainer_offloaded_while_rolling_out else "")
+
+
+def render_text(plan: ResourcePlan) -> str:
     """The plan as a rich table plus a few lines (returned as text so that tests can read it)."""
     from rich.console import Console
     from rich.table import Table
 
-    x, memory = plan.inputs, plan.memory
+    x, setup, memory = plan.inputs, plan.setup, plan.memory
     console = Console(width=110, record=True, force_terminal=False)
-    console.print(f"[bold]{plan.recipe_id}[/] on {plan.nodes} x {plan.gpus_per_node} {plan.gpu.name} "
-                  f"({plan.gpus} GPUs, {plan.gpu.memory_gib:.1f} GiB each)")  # fmt: skip
+    console.print(
+        f"[bold]{plan.recipe_id}[/] on {plan.nodes} x {plan.gpus_per_node} {plan.gpu.name} "
+        f"({plan.gpus} GPUs, {plan.gpu.memory_gib:.1f} GiB each)"
+    )
     trainable_share = plan.trainable_params / plan.total_params
-    console.print(f"{plan.model}: {_count(plan.total_params)} parameters, {_count(plan.trainable_params)} trainable "
-                  f"({trainable_share:.2%}); {plan.setup.describe()}")  # fmt: skip
-    checkpointing, logits = ("on" if x.checkpointing else "off"), ("fused" if x.logits_fused else "unfused")
-    console.print(f"{x.seq_len:,} tokens x micro-batch {x.micro_batch} x {x.grad_accum} accumulation, gradient "
-                  f"checkpointing {checkpointing}, logits {logits}")  # fmt: skip
+    console.print(
+        f"{plan.model}: {_count(plan.total_params)} parameters, {_count(plan.trainable_params)} trainable "
+        f"({trainable_share:.2%}); {plan.setup.describe()}"
+    )
+    checkpointing, logits = ("on" if setup.checkpointing else "off"), ("fused" if setup.logits_fused else "unfused")
+    console.print(
+        f"{x.seq_len:,} tokens x micro-batch {x.micro_batch} x {x.grad_accum} accumulation, gradient "
+        f"checkpointing {checkpointing}, logits {logits}"
+    )
 
     table = Table(title="per-GPU memory (planner)", title_justify="left")
     table.add_column("term")
@@ -52,22 +66,28 @@ def render_text(plan: Plan) -> str:
         console.print("Longest sequence that fits: none (the parallel layout does not divide the GPUs)")
     else:
         console.print("Longest sequence that fits: none (model states alone exceed the GPU)")
-    if x.rollout_gpu_fraction:
-        share = x.rollout_gpu_fraction * plan.gpu.memory_gib
-        turns = ("it sleeps while the trainer runs" + (" and the trainer's states wait in host RAM while it generates"
-                 if x.trainer_offloaded_while_rolling_out else "")) if x.rollout_sleeps else "it stays resident"  # fmt: skip
-        console.print(f"Rollout (vLLM, colocated): {share:.1f} GiB per GPU while generating; {turns}; "
-                      f"it adds {memory.rollout / GIB:.1f} GiB to the training peak")  # fmt: skip
+    if setup.rollout_gpu_fraction:
+        share = setup.rollout_gpu_fraction * plan.gpu.memory_gib
+        turns = _rollout_turns(setup)
+        console.print(
+            f"Rollout (vLLM, colocated): {share:.1f} GiB per GPU while generating; {turns}; "
+            f"it adds {memory.rollout / GIB:.1f} GiB to the training peak"
+        )
     host, nvme = memory.host_ram_per_node / GIB, memory.nvme_per_node / GIB
-    console.print(f"Host RAM per node for offloaded states: {host:,.0f} GiB" if host >= 0.5
-                  else "Host RAM per node for offloaded states: none (nothing offloaded)")  # fmt: skip
+    console.print(
+        f"Host RAM per node for offloaded states: {host:,.0f} GiB"
+        if host >= 0.5
+        else "Host RAM per node for offloaded states: none (nothing offloaded)"
+    )
     if nvme >= 0.5:
         console.print(f"NVMe per node for offloaded states: {nvme:,.0f} GiB")
     low, high = plan.throughput.tokens_per_s
     mfu = plan.throughput.mfu
     gflop = plan.throughput.flops_per_token / 1e9
-    console.print(f"Throughput: {low:,.0f}-{high:,.0f} tokens/s on {plan.gpus} GPUs "
-                  f"({mfu[0]:.1%}-{mfu[1]:.1%} MFU, {gflop:,.0f} GFLOP per token)")  # fmt: skip
+    console.print(
+        f"Throughput: {low:,.0f}-{high:,.0f} tokens/s on {plan.gpus} GPUs "
+        f"({mfu[0]:.1%}-{mfu[1]:.1%} MFU, {gflop:,.0f} GFLOP per token)"
+    )
     if plan.hours:
         fast, slow = plan.hours
         console.print(f"{plan.tokens:,.0f} tokens: {_hours(fast)} to {_hours(slow)}")
@@ -76,5 +96,5 @@ def render_text(plan: Plan) -> str:
     return console.export_text()
 
 
-def render_json(plan: Plan) -> str:
+def render_json(plan: ResourcePlan) -> str:
     return json.dumps(plan.to_json(), indent=2)

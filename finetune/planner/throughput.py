@@ -57,28 +57,30 @@ class Throughput:
 
 def _offload_seconds(x: PlanInputs, gpu: Gpu, fast: bool) -> float:
     """Seconds per optimizer step that offloading adds (transfers, CPU Adam), not overlapped with compute."""
+    s, ds = x.setup, x.setup.deepspeed
     pick = 1 if fast else 0
     link = gpu.host_link_gbps[pick] * 1e9
     nvme_per_gpu = NVME_GBPS_PER_NODE[pick] * 1e9 / x.gpus_per_node
     seconds = 0.0
-    if x.offload_params:
-        passes = (3 if x.checkpointing else 2) * max(x.grad_accum, 1)  # forward, backward (and recompute)
+    if ds.offload_params:
+        passes = (3 if s.checkpointing else 2) * max(x.grad_accum, 1)  # forward, backward (and recompute)
         shard = 2 * x.total_params / x.gpus
-        seconds += passes * shard / (link if x.offload_params == "cpu" else min(link, nvme_per_gpu))
-    if x.offload_optimizer:
+        seconds += passes * shard / (link if ds.offload_params == "cpu" else min(link, nvme_per_gpu))
+    if ds.offload_optimizer:
         shard = x.trainable_params / x.gpus
         seconds += 6 * shard / link  # fp32 gradients out, bf16 weights back
         seconds += x.trainable_params / x.nodes / CPU_ADAM_PARAMS_PER_S_PER_NODE[pick]
-        if x.offload_optimizer == "nvme":
+        if ds.offload_optimizer == "nvme":
             seconds += 2 * 16 * shard / nvme_per_gpu  # states read and written back
     return seconds
 
 
 def estimate_throughput(x: PlanInputs, gpu: Gpu, active_params: int) -> Throughput:
-    if x.engine == "megatron":
+    s, ds = x.setup, x.setup.deepspeed
+    if s.engine == "megatron":
         mfu = MFU["megatron"]
     else:
-        mfu = MFU["deepspeed-zero3" if x.zero_stage >= 3 else "deepspeed"]
+        mfu = MFU["deepspeed-zero3" if ds.zero_stage >= 3 else "deepspeed"]
     mfu = utilisation_on(gpu, mfu)
     flops = flops_per_token(x, active_params)
     step_tokens = x.seq_len * x.micro_batch * max(x.grad_accum, 1) * x.data_parallel

@@ -11,16 +11,14 @@ The root is `data/prepared/` in the repository; `FINETUNE_DATA_ROOT` or `--out-r
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from finetune.errors import FinetuneError, suggest
 from finetune.paths import DATA_DIR
+from finetune.prepare.manifest import MANIFEST, Kind, Manifest, load_manifest
 
-MANIFEST = "manifest.json"
 LF_REGISTRY = "dataset_info.json"
 
 
@@ -38,8 +36,8 @@ class PreparedDataset:
 
     name: str
     root: Path  # the dataset's own folder
-    kind: Literal["sft", "preference", "rl"]
-    manifest: dict[str, Any]
+    kind: Kind
+    manifest: Manifest  # what `prepare` wrote in manifest.json: counts, content hash, sources, statistics
 
     @property
     def has_val(self) -> bool:
@@ -97,11 +95,11 @@ def load_prepared(folder: Path) -> PreparedDataset:
     """The prepared dataset in `folder` (which must hold a manifest and its files)."""
     folder = Path(folder).resolve()
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = load_manifest(folder)
     except (OSError, ValueError) as exc:
         raise FinetuneError(f"{folder}: not a prepared dataset ({exc}); run `python -m finetune prepare`.") from exc
-    dataset = PreparedDataset(manifest["name"], folder, manifest["kind"], manifest)
-    missing = [rel for rel in manifest.get("outputs", {}) if not (folder / rel).is_file()]
+    dataset = PreparedDataset(manifest.name, folder, manifest.kind, manifest)
+    missing = [rel for rel in manifest.outputs if not (folder / rel).is_file()]
     if missing or not dataset.canonical_train.is_file():
         raise FinetuneError(
             f"Prepared dataset `{dataset.name}` at {folder} is incomplete (missing {', '.join(missing) or 'files'}); "

@@ -1,66 +1,209 @@
-"""The manifest of a prepared dataset, and the content hash that makes re-running `prepare` a no-op.
+"""The manifest of a prepared dataset (`manifest.json`), as one typed value.
 
-The content hash covers every input byte, every option that changes the output and the version of the
-conversion, so the same data prepared the same way always hashes the same, wherever the files live.
+`prepare` writes it, and everything that reads a prepared dataset (the launch plan and record, the tracking
+manifest, the format check, the CLI's summary) reads it through `read_manifest` / `PreparedDataset.manifest`,
+by attribute. The types mirror the file field for field, in its order: `to_json` of what `read_manifest` returned
+writes the same bytes back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from finetune.prepare.datasets import LF_REGISTRY, MANIFEST
-from finetune.prepare.readers import Source, _arrow_files
+MANIFEST = "manifest.json"
 
-FORMAT_VERSION = 1
-"""Bump when a change to conversion or writing changes what `prepare` produces from the same input."""
-
-HASH_CHUNK = 1 << 22
+Kind = Literal["sft", "preference", "rl"]
 
 
-def _file_digest(path: Path, sha: Any) -> None:
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            sha.update(chunk)
+def _only_with(key: str) -> Any:
+    """A field written only when the field `key` is set (a default of None when the file leaves it out)."""
+    return field(default=None, metadata={"only_with": key})
 
 
-def content_hash(sources: list[Source], options: dict[str, Any]) -> str | None:
-    """sha256 of the inputs' bytes and the output-shaping options; None when an input is a hub dataset."""
-    sha = hashlib.sha256()
-    sha.update(json.dumps({"format_version": FORMAT_VERSION, "options": options}, sort_keys=True).encode())
-    for source in sources:
-        if source.container == "hub":
-            return None
-        sha.update(f"\0{source.container}\0".encode())
-        files = _arrow_files(source.path) if source.container == "arrow_dir" else [source.path]
-        for path in files:
-            sha.update(b"\0file\0")
-            _file_digest(path, sha)
-    return "sha256:" + sha.hexdigest()
+@dataclass(frozen=True)
+class SourceEntry:
+    """One input as the run read it."""
+
+    path: str  # as the user gave it (relative to the working directory when inside it), or the hub id
+    container: str
+    rows_read: int
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ShapingOptions:
+    """The options that change what is written (part of the content hash)."""
+
+    name: str
+    format: str
+    kind: str
+    map: dict[str, str]
+    roles: dict[str, str]
+    val_ratio: float
+    seed: int
+    skip_invalid: bool
+    dedupe: bool
+    split: str | None
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    read: int
+    kept: int
+    rejected: int
+    rejected_files: int
+    duplicates: int
+    duplicates_dropped: int
+    train: int
+    val: int
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    min: int
+    p50: int
+    p90: int
+    p99: int
+    max: int
+    mean: float
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """What the kept rows hold: layouts, turns, tool use, reasoning, sizes."""
+
+    layouts: dict[str, int]
+    messages: int
+    messages_per_row: float
+    assistant_turns: int
+    rows_with_system: int
+    rows_with_tools: int
+    rows_calling_tools: int
+    tool_calls: int
+    parallel_call_turns: int
+    rows_with_reasoning: int
+    row_bytes: Percentiles | None
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    """Token lengths of the rows; the sequence-length check only when a recipe's length was given."""
+
+    tokenizer: str
+    lengths: Percentiles | None
+    recipe: str | None = _only_with("seq_len")
+    seq_len: int | None = _only_with("seq_len")
+    rows_over_seq_len: int | None = _only_with("seq_len")
+    examples_over_seq_len: list[str] | None = _only_with("seq_len")
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class LlamaFactoryEntry:
+    """Where LLaMA-Factory finds the dataset: its registry and the names it takes."""
+
+    dataset_dir: str
+    registry: str
+    train: str
+    val: str | None
+
+
+@dataclass(frozen=True)
+class SwiftEntry:
+    train: str
+    val: str | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    name: str
+    kind: Kind
+    content_hash: str | None  # None when an input is a hub dataset
+    sources: list[SourceEntry]
+    options: ShapingOptions
+    counts: RowCounts
+    statistics: Statistics
+    token_stats: TokenStats | None
+    outputs: dict[str, OutputFile]  # path inside the dataset folder -> what was written there
+    llamafactory: LlamaFactoryEntry | None  # None for RL prompts
+    swift: SwiftEntry
+    notes: list[str]
+
+
+# -- JSON --------------------------------------------------------------------------------------------------------
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON values for a manifest (or any part of it), fields in declaration order."""
+    if is_dataclass(value):
+        return {
+            f.name: to_json(getattr(value, f.name))
+            for f in fields(value)
+            if "only_with" not in f.metadata or getattr(value, f.metadata["only_with"]) is not None
+        }
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    return value
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _from_json(tp: Any, value: Any) -> Any:
+    origin = get_origin(tp)
+    if value is None:
+        return None
+    if origin in (Union, UnionType):
+        (inner,) = [arg for arg in get_args(tp) if arg is not type(None)]
+        return _from_json(inner, value)
+    if is_dataclass(tp):
+        hints = _hints(tp)
+        return tp(**{f.name: _from_json(hints[f.name], value[f.name]) for f in fields(tp) if f.name in value})
+    if origin is list:
+        (item,) = get_args(tp)
+        return [_from_json(item, v) for v in value]
+    if origin is dict:
+        _, item = get_args(tp)
+        return {k: _from_json(item, v) for k, v in value.items()}
+    return value
+
+
+def from_json(data: Any) -> Manifest:
+    """The manifest a parsed manifest.json holds; ValueError when it is not one."""
     try:
-        return json.loads((folder / MANIFEST).read_text())
+        return _from_json(Manifest, data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        what = f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{MANIFEST} does not hold a prepared dataset's manifest ({what})") from exc
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """The manifest in `folder`; OSError or ValueError when there is none, or it is not one."""
+    return from_json(json.loads((folder / MANIFEST).read_text()))
+
+
+def read_manifest(folder: Path) -> Manifest | None:
+    """The manifest in `folder`, or None when there is none (or it is not one)."""
+    try:
+        return load_manifest(folder)
     except (OSError, ValueError):
         return None
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-
-
-def outputs_intact(folder: Path, manifest: dict[str, Any]) -> bool:
-    """Every file the manifest lists is there with the row count it states (a cheap check, no hashing)."""
-    outputs = manifest.get("outputs") or {}
-    if not outputs:
-        return False
-    for rel, info in outputs.items():
-        path = folder / rel
-        if not path.is_file():
-            return False
-        if info.get("bytes") is not None and path.stat().st_size != info["bytes"]:
-            return False
-    return manifest.get("kind") == "rl" or (folder / LF_REGISTRY).is_file()
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    (folder / MANIFEST).write_text(json.dumps(to_json(manifest), indent=2, ensure_ascii=False) + "\n")

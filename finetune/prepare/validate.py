@@ -4,7 +4,7 @@ Frameworks either crash on these problems an hour into a run or, worse, skip or 
 (LLaMA-Factory drops a conversation whose roles do not alternate with only a log line). Checked here:
 roles in a legal order, an assistant turn to learn from, tool calls that name a declared tool with JSON-object
 arguments and are each answered, no empty turns, and (for preference data) two different answers to one prompt.
-Think tags and argument JSON are checked while converting (see formats.py).
+Think tags and argument JSON are checked while converting (see layouts/).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from finetune.errors import suggest
-from finetune.prepare.formats import THINK_CLOSE, THINK_OPEN, tool_names
+from finetune.prepare.layouts.text import THINK_CLOSE, THINK_OPEN
+from finetune.prepare.layouts.tools import tool_names
 from finetune.prepare.problems import RowProblem
 
 
@@ -28,8 +29,11 @@ def validate_row(row: dict[str, Any], kind: str) -> None:
         for key in ("chosen", "rejected"):
             _check_assistant(row[key], key, declared)
         if _visible(row["chosen"]) == _visible(row["rejected"]):
-            raise RowProblem("rejected", "chosen and rejected are the same answer",
-                             "Give a worse answer as `rejected`, or drop the pair.")  # fmt: skip
+            raise RowProblem(
+                "rejected",
+                "chosen and rejected are the same answer",
+                "Give a worse answer as `rejected`, or drop the pair.",
+            )
 
 
 def _visible(msg: dict[str, Any]) -> tuple:
@@ -48,8 +52,11 @@ def _check_conversation(messages: list[dict[str, Any]], declared: list[str], *, 
         role = msg["role"]
         if role == "system":
             if i != 0:
-                raise RowProblem(f"{where}.role", "a system message after the start of the conversation",
-                                 "Only the first message may be a system message; merge it into that one.")  # fmt: skip
+                raise RowProblem(
+                    f"{where}.role",
+                    "a system message after the start of the conversation",
+                    "Only the first message may be a system message; merge it into that one.",
+                )
             _not_empty(msg, where)
             expect = "user"
             continue
@@ -68,8 +75,13 @@ def _check_conversation(messages: list[dict[str, Any]], declared: list[str], *, 
             if pending:
                 raise _unanswered(i - 1, pending, where)
             if expect not in ("assistant", "assistant_after_tool"):
-                raise _order(where, "assistant", "the conversation must start with a user message"
-                             if expect in ("start", "user") else "two assistant messages in a row")  # fmt: skip
+                raise _order(
+                    where,
+                    "assistant",
+                    "the conversation must start with a user message"
+                    if expect in ("start", "user")
+                    else "two assistant messages in a row",
+                )
             _check_assistant(msg, where, declared)
             calls = msg.get("tool_calls") or []
             pending = len(calls)
@@ -77,17 +89,21 @@ def _check_conversation(messages: list[dict[str, Any]], declared: list[str], *, 
         elif role == "tool":
             if not pending:
                 raise RowProblem(
-                    f"{where}.role", "a tool result that answers no tool call",
+                    f"{where}.role",
+                    "a tool result that answers no tool call",
                     "Tool results must follow the assistant message whose tool_calls they answer, one per call.",
-                )  # fmt: skip
+                )
             answered = calls[len(calls) - pending]
             call_id = answered.get("id")
             if msg.get("tool_call_id") is not None and call_id is not None:
                 ids = [c.get("id") for c in calls]
                 if msg["tool_call_id"] not in ids:
-                    raise RowProblem(f"{where}.tool_call_id", f"`{msg['tool_call_id']}` matches no call of the "
-                                     f"assistant message before it (ids: {', '.join(map(str, ids))})",
-                                     "Use the id of the call this result answers.")  # fmt: skip
+                    raise RowProblem(
+                        f"{where}.tool_call_id",
+                        f"`{msg['tool_call_id']}` matches no call of the "
+                        f"assistant message before it (ids: {', '.join(map(str, ids))})",
+                        "Use the id of the call this result answers.",
+                    )
             pending -= 1
             expect = "tool" if pending else "assistant_after_tool"
     if pending:
@@ -95,19 +111,24 @@ def _check_conversation(messages: list[dict[str, Any]], declared: list[str], *, 
     last = messages[-1]["role"]
     if final == "assistant":
         if expect == "assistant_after_tool":
-            raise RowProblem("messages", "the conversation ends with tool results, not with the assistant's answer",
-                             "Add the assistant message that uses the results.")  # fmt: skip
+            raise RowProblem(
+                "messages",
+                "the conversation ends with tool results, not with the assistant's answer",
+                "Add the assistant message that uses the results.",
+            )
         if last != "assistant":
             raise RowProblem(
-                "messages", "no assistant turn to learn from: the conversation ends with a "
-                f"{last} message", "End every conversation with the assistant's answer (for prompts without "
+                "messages",
+                f"no assistant turn to learn from: the conversation ends with a {last} message",
+                "End every conversation with the assistant's answer (for prompts without "
                 "answers, prepare an RL dataset: `--kind rl`).",
-            )  # fmt: skip
+            )
     elif last not in ("user", "tool"):
         raise RowProblem(
-            "messages", f"a prompt must end with the user's turn (or tool results), not with a {last} message",
+            "messages",
+            f"a prompt must end with the user's turn (or tool results), not with a {last} message",
             "Move the reference answer to its own field (e.g. `solution`), or put the answers in chosen/rejected.",
-        )  # fmt: skip
+        )
 
 
 def _trailing_tools(messages: list[dict[str, Any]]) -> int:
@@ -127,16 +148,20 @@ def _unanswered(index: int, pending: int, where: str) -> RowProblem:
 
 def _order(where: str, role: str, detail: str) -> RowProblem:
     return RowProblem(
-        f"{where}.role", f"a {role} message out of order" + (f" ({detail})" if detail else ""),
+        f"{where}.role",
+        f"a {role} message out of order" + (f" ({detail})" if detail else ""),
         "Conversations go: optional system, then user and assistant in turn; tool results follow the "
         "assistant message that called the tools. Merge consecutive messages of one role.",
-    )  # fmt: skip
+    )
 
 
 def _not_empty(msg: dict[str, Any], where: str) -> None:
     if not msg["content"].strip():
-        raise RowProblem(f"{where}.content", f"an empty {msg['role']} message",
-                         "Write the message, or remove the turn (and its answer).")  # fmt: skip
+        raise RowProblem(
+            f"{where}.content",
+            f"an empty {msg['role']} message",
+            "Write the message, or remove the turn (and its answer).",
+        )
 
 
 def _check_assistant(msg: dict[str, Any], where: str, declared: list[str]) -> None:
@@ -147,13 +172,19 @@ def _check_assistant(msg: dict[str, Any], where: str, declared: list[str]) -> No
     calls = msg.get("tool_calls") or []
     for field, text in (("content", content), ("reasoning_content", reasoning or "")):
         if THINK_OPEN in text or THINK_CLOSE in text:
-            raise RowProblem(f"{where}.{field}", "a stray think tag (unbalanced think tags)",
-                             "Write one <think>...</think> block at the start of the message, or use "
-                             "`reasoning_content` without tags.")  # fmt: skip
+            raise RowProblem(
+                f"{where}.{field}",
+                "a stray think tag (unbalanced think tags)",
+                "Write one <think>...</think> block at the start of the message, or use "
+                "`reasoning_content` without tags.",
+            )
     if not content.strip() and not calls:
         what = "reasoning but no answer" if reasoning and reasoning.strip() else "no content"
-        raise RowProblem(f"{where}.content", f"an empty assistant turn ({what})",
-                         "Write the answer; every assistant turn must say or call something.")  # fmt: skip
+        raise RowProblem(
+            f"{where}.content",
+            f"an empty assistant turn ({what})",
+            "Write the answer; every assistant turn must say or call something.",
+        )
     for j, call in enumerate(calls):
         name = call["function"]["name"]
         if name not in declared:
@@ -163,4 +194,4 @@ def _check_assistant(msg: dict[str, Any], where: str, declared: list[str]) -> No
                 f"{where}.tool_calls[{j}].function.name",
                 f"calls `{name}`, which is not a declared tool ({declared_text}).{hint}",
                 "Declare every tool the conversation calls in the row's `tools`, or correct the name.",
-            )  # fmt: skip
+            )

@@ -26,8 +26,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from finetune.prepare.formats import LF_RESULT_SEPARATOR
 from finetune.prepare.jsonio import dumps, dumps_str
+from finetune.prepare.layouts.messages import LF_RESULT_SEPARATOR
+from finetune.prepare.manifest import OutputFile
 
 LF_TAGS = {
     "role_tag": "role",
@@ -164,9 +165,9 @@ class JsonlOut:
         self.rows += 1
         self.bytes += len(line)
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> OutputFile:
         self.file.close()
-        return {"rows": self.rows, "bytes": self.bytes, "sha256": self.sha.hexdigest()}
+        return OutputFile(self.rows, self.bytes, self.sha.hexdigest())
 
 
 class DatasetFiles:
@@ -190,6 +191,6 @@ class DatasetFiles:
             self._out("llamafactory", split).write(dumps(lf))
         self._out("swift", split).write(dumps(swift_row(row, self.kind)))
 
-    def close(self) -> dict[str, dict[str, Any]]:
-        """{"canonical/train.jsonl": {"rows": n, "sha256": ...}, ...}"""
+    def close(self) -> dict[str, OutputFile]:
+        """{"canonical/train.jsonl": OutputFile(rows, bytes, sha256), ...}"""
         return {f"{fw}/{split}.jsonl": f.close() for (fw, split), f in sorted(self.files.items())}

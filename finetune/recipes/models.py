@@ -44,7 +44,5 @@ def all_models() -> dict[str, ModelSpec]:
 def get_model(name: str) -> ModelSpec:
     models = all_models()
     if name not in models:
-        raise FinetuneError(
-            f"Unknown model `{name}`; known: {', '.join(models)}.{suggest(name, models)}"
-        )
+        raise FinetuneError(f"Unknown model `{name}`; known: {', '.join(models)}.{suggest(name, models)}")
     return models[name]

@@ -21,7 +21,6 @@ from finetune.errors import FinetuneError, suggest
 from finetune.paths import RECIPES_DIR
 
 
-
 class RecipeMeta(BaseModel):
     """The `finetune:` block of a recipe."""
 
@@ -148,6 +147,4 @@ def resolve_recipe(ref: str) -> Recipe:
     if len(by_name) > 1:
         options = ", ".join(f"{p.parent.name}/{p.stem}" for p in by_name)
         raise FinetuneError(f"Recipe `{ref}` exists for several frameworks: {options}. Name one of them.")
-    raise FinetuneError(
-        f"No recipe `{ref}`.{suggest(ref, ids)} `python -m finetune recipes` lists them."
-    )
+    raise FinetuneError(f"No recipe `{ref}`.{suggest(ref, ids)} `python -m finetune recipes` lists them.")

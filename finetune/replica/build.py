@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from finetune.errors import FinetuneError
-from finetune.recipes.models import ModelSpec, get_model
 from finetune.paths import cache_dir
+from finetune.recipes.models import ModelSpec, get_model
 from finetune.replica.tokenizer import CHAT_TEMPLATE_PATH, EOS_TOKENS, SPECIAL_TOKENS, vocab_size_padded
 
 FORMAT_VERSION = 2  # bump when the build below changes what it writes

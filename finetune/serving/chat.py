@@ -47,25 +47,34 @@ class ServerChat:
             self.model = self._get("/v1/models")["data"][0]["id"]
         return self.model
 
-    def reply(self, messages: list[dict], tools: list[dict] | None, *, thinking: bool = True,
-              max_tokens: int = 1024) -> dict[str, Any]:  # fmt: skip
+    def reply(
+        self, messages: list[dict], tools: list[dict] | None, *, thinking: bool = True, max_tokens: int = 1024
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model_name(), "messages": messages, "max_tokens": max_tokens}
         if tools:
             body["tools"] = tools
         if not thinking:
             body["chat_template_kwargs"] = {"enable_thinking": False}
         self.last_request = body
-        request = urllib.request.Request(self.url.rstrip("/") + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            self.url.rstrip("/") + "/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             message = json.loads(response.read())["choices"][0]["message"]
         content = message.get("content") or ""
         parsed = parse_assistant(content)  # servers without a tool parser return the raw text
-        calls = [{"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])}
-                 for c in message.get("tool_calls") or []] or parsed["tool_calls"]  # fmt: skip
+        calls = [
+            {"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])}
+            for c in message.get("tool_calls") or []
+        ] or parsed["tool_calls"]
         reasoning = message.get("reasoning_content") or message.get("reasoning") or parsed["reasoning"]
-        return {"content": parsed["content"] if not message.get("tool_calls") else content.strip(),
-                "reasoning": reasoning, "tool_calls": calls}  # fmt: skip
+        return {
+            "content": parsed["content"] if not message.get("tool_calls") else content.strip(),
+            "reasoning": reasoning,
+            "tool_calls": calls,
+        }
 
 
 @dataclass
@@ -81,10 +90,12 @@ class LocalChat:
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, torch_dtype="auto")
 
-    def reply(self, messages: list[dict], tools: list[dict] | None, *, thinking: bool = True,
-              max_tokens: int = 1024) -> dict[str, Any]:  # fmt: skip
+    def reply(
+        self, messages: list[dict], tools: list[dict] | None, *, thinking: bool = True, max_tokens: int = 1024
+    ) -> dict[str, Any]:
         self.last_prompt = self.tokenizer.apply_chat_template(
-            messages, tools=tools or None, tokenize=False, add_generation_prompt=True, enable_thinking=thinking)
+            messages, tools=tools or None, tokenize=False, add_generation_prompt=True, enable_thinking=thinking
+        )
         ids = self.tokenizer(self.last_prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         out = self.model.generate(**ids, max_new_tokens=max_tokens, do_sample=False)
         text = self.tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=False)
@@ -101,8 +112,10 @@ def assistant_message(reply: dict[str, Any]) -> dict[str, Any]:
     if reply["reasoning"]:
         message["reasoning_content"] = reply["reasoning"]
     if reply["tool_calls"]:
-        message["tool_calls"] = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                 for c in reply["tool_calls"]]  # fmt: skip
+        message["tool_calls"] = [
+            {"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in reply["tool_calls"]
+        ]
     return message
 
 

@@ -73,7 +73,17 @@ def export_run(run_dir: Path, out: Path | None = None) -> ExportResult:
     if missing or not any(out.glob("*.safetensors")):
         raise FinetuneError(f"{out} is incomplete: missing {missing or 'safetensors weights'}.")
     (out / "export.json").write_text(
-        json.dumps({"run_dir": str(run_dir), "adapter": str(weights), "base_model": record["model"],
-                    "framework": framework.name, "recipe": record["recipe"], "command": command}, indent=2) + "\n"
-    )  # fmt: skip
+        json.dumps(
+            {
+                "run_dir": str(run_dir),
+                "adapter": str(weights),
+                "base_model": record["model"],
+                "framework": framework.name,
+                "recipe": record["recipe"],
+                "command": command,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return ExportResult(out=out, weights=weights, command=command)

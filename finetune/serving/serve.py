@@ -20,15 +20,38 @@ import yaml
 from finetune.errors import FinetuneError
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 
-VLLM_FLAGS = frozenset({
-    "--served-model-name", "--tensor-parallel-size", "--tool-call-parser", "--reasoning-parser",
-    "--enable-auto-tool-choice", "--enable-lora", "--lora-modules", "--max-lora-rank", "--host", "--port",
-    "--max-model-len", "--trust-remote-code",
-})  # fmt: skip
-SGLANG_FLAGS = frozenset({
-    "--model-path", "--served-model-name", "--tp", "--tool-call-parser", "--reasoning-parser", "--enable-lora",
-    "--lora-paths", "--max-lora-rank", "--host", "--port", "--context-length", "--trust-remote-code",
-})  # fmt: skip
+VLLM_FLAGS = frozenset(
+    {
+        "--served-model-name",
+        "--tensor-parallel-size",
+        "--tool-call-parser",
+        "--reasoning-parser",
+        "--enable-auto-tool-choice",
+        "--enable-lora",
+        "--lora-modules",
+        "--max-lora-rank",
+        "--host",
+        "--port",
+        "--max-model-len",
+        "--trust-remote-code",
+    }
+)
+SGLANG_FLAGS = frozenset(
+    {
+        "--model-path",
+        "--served-model-name",
+        "--tp",
+        "--tool-call-parser",
+        "--reasoning-parser",
+        "--enable-lora",
+        "--lora-paths",
+        "--max-lora-rank",
+        "--host",
+        "--port",
+        "--context-length",
+        "--trust-remote-code",
+    }
+)
 GLM45_PARSER = "glm45"  # both engines name GLM-4.5's tool-call and reasoning parsers so
 ROUTED_EXPERT_MARKERS = ("experts", "gate_up_proj")  # fused routed-expert weights in transformers 5 glm4_moe
 DEFAULT_GPUS = 8
@@ -89,8 +112,15 @@ def find_weights(run_dir: Path) -> tuple[Path, Path | None, str]:
     return weights, None, record["model"]
 
 
-def plan_serve(run_dir: Path, engine: str, *, gpus: int | None = None, name: str | None = None,
-               host: str | None = None, port: int | None = None) -> ServePlan:  # fmt: skip
+def plan_serve(
+    run_dir: Path,
+    engine: str,
+    *,
+    gpus: int | None = None,
+    name: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> ServePlan:
     run_dir = run_dir.resolve()
     model, adapter, _ = find_weights(run_dir)
     name = name or run_dir.name
@@ -103,13 +133,44 @@ def plan_serve(run_dir: Path, engine: str, *, gpus: int | None = None, name: str
             "serve the run again (the merged model is found automatically)."
         )
     if engine == "vllm":
-        argv = ["vllm", "serve", str(model), "--served-model-name", name, "--tensor-parallel-size", str(tp),
-                "--tool-call-parser", GLM45_PARSER, "--reasoning-parser", GLM45_PARSER, "--enable-auto-tool-choice"]
+        argv = [
+            "vllm",
+            "serve",
+            str(model),
+            "--served-model-name",
+            name,
+            "--tensor-parallel-size",
+            str(tp),
+            "--tool-call-parser",
+            GLM45_PARSER,
+            "--reasoning-parser",
+            GLM45_PARSER,
+            "--enable-auto-tool-choice",
+        ]
         if adapter is not None:
-            argv += ["--enable-lora", "--lora-modules", f"{name}={adapter}", "--max-lora-rank", str(_lora_rank(adapter))]
+            argv += [
+                "--enable-lora",
+                "--lora-modules",
+                f"{name}={adapter}",
+                "--max-lora-rank",
+                str(_lora_rank(adapter)),
+            ]
     elif engine == "sglang":
-        argv = ["python", "-m", "sglang.launch_server", "--model-path", str(model), "--served-model-name", name,
-                "--tp", str(tp), "--tool-call-parser", GLM45_PARSER, "--reasoning-parser", GLM45_PARSER]
+        argv = [
+            "python",
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            str(model),
+            "--served-model-name",
+            name,
+            "--tp",
+            str(tp),
+            "--tool-call-parser",
+            GLM45_PARSER,
+            "--reasoning-parser",
+            GLM45_PARSER,
+        ]
         if adapter is not None:
             argv += ["--enable-lora", "--lora-paths", f"{name}={adapter}", "--max-lora-rank", str(_lora_rank(adapter))]
     else:
@@ -119,8 +180,10 @@ def plan_serve(run_dir: Path, engine: str, *, gpus: int | None = None, name: str
     if port:
         argv += ["--port", str(port)]
     if adapter is not None:
-        notes.append(f"serving the adapter {adapter} on its base model {model}; request model `{name}` for the "
-                     "fine-tuned behaviour (the base model answers under its own name)")  # fmt: skip
+        notes.append(
+            f"serving the adapter {adapter} on its base model {model}; request model `{name}` for the "
+            "fine-tuned behaviour (the base model answers under its own name)"
+        )
     return ServePlan(engine, argv, notes)
 
 

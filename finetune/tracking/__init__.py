@@ -2,7 +2,8 @@
 
 settings.py   which project, entity, group, tags, name and mode (flags > environment > user config file)
 identity.py   the wandb run id and name a run directory keeps across nodes, restarts and resumes
-plan.py       what tracking changes in a launch (config keys, WANDB_* environment); start.py does it at launch
+decide.py     what tracking changes in a launch (config keys, WANDB_* environment), decided before it starts
+start.py      at launch: claim the run directory's wandb run, the trainers' environment (a new decision)
 manifest.py   recipe, config, dataset, commit, package versions, cluster shape: written beside the run
 redaction.py  the one gate that keeps secrets out of every file a launch writes
 callback.py   inside the trainers: manifest into the wandb config, memory of every rank, tokens per second

@@ -6,8 +6,9 @@ CPU-only: the process's peak resident memory) and rank 0 logs them all, `memory/
 `memory/peak_gib_max`, with the tokens seen and the tokens per second since the previous logging step. The
 trainer counts tokens across ranks when `include_num_input_tokens_seen` is on, which the launcher sets for
 tracked runs as `true` (all tokens: the only spelling both frameworks' command-line parsers accept); at train
-start this callback narrows it to `non_padding`, so padding is not counted. The values go into the same wandb row as the trainer's loss: they are logged without
-committing at the end of the step, just before the trainer logs and commits its own.
+start this callback narrows it to `non_padding`, so padding is not counted. The values go into the same wandb
+row as the trainer's loss: they are logged without committing at the end of the step, just before the trainer
+logs and commits its own.
 
 Runs inside the framework environments; it does nothing unless the run reports to wandb.
 """

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,12 @@ from finetune.tracking.redaction import redact
 if TYPE_CHECKING:
     from finetune.frameworks.base import Framework
     from finetune.launch.plan import LaunchPlan
+    from finetune.tracking.decide import Tracking
 
 FORMAT_VERSION = 1
-KEY_PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "deepspeed", "wandb",
-                "llamafactory", "ms-swift", "flash-attn", "vllm")  # fmt: skip
+KEY_PACKAGES = tuple(
+    "torch transformers peft trl datasets accelerate deepspeed wandb llamafactory ms-swift flash-attn vllm".split()
+)
 
 _VERSIONS_SCRIPT = """
 import importlib.metadata as m, json, platform, sys
@@ -59,8 +62,8 @@ def package_versions(framework: Framework) -> dict[str, str]:
     if cache.is_file():
         return json.loads(cache.read_text())
     try:
-        proc = subprocess.run([str(python), "-c", _VERSIONS_SCRIPT, *KEY_PACKAGES], capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
+        command = [str(python), "-c", _VERSIONS_SCRIPT, *KEY_PACKAGES]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
         versions = json.loads(proc.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return {}
@@ -76,8 +79,8 @@ def gpu_models() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20)  # fmt: skip
+        command = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
@@ -87,23 +90,21 @@ def _dataset(plan: LaunchPlan) -> dict[str, Any]:
     prepared = plan.dataset_manifest
     if prepared is None:  # the config names its data itself (a hub id or the framework's registry)
         return {"name": plan.dataset, "prepared": False}
-    counts = prepared.get("counts", {})
     return {
-        "name": prepared.get("name", plan.dataset),
+        "name": prepared.name,
         "prepared": True,
-        "kind": prepared.get("kind"),
-        "content_hash": prepared.get("content_hash"),
-        "rows": {"train": counts.get("train"), "val": counts.get("val")},
-        "sources": [{"path": s.get("path"), "rows": s.get("rows_read")} for s in prepared.get("sources", [])],
+        "kind": prepared.kind,
+        "content_hash": prepared.content_hash,
+        "rows": {"train": prepared.counts.train, "val": prepared.counts.val},
+        "sources": [{"path": s.path, "rows": s.rows_read} for s in prepared.sources],
     }
 
 
-def build_manifest(plan: LaunchPlan, record: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of `plan`; `record` is its launch record (commit, host, time, command: taken as written)."""
+def build_manifest(plan: LaunchPlan, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest of `plan` as it runs; `record` is its launch record (commit, host, time, command: taken as
+    written, so the manifest and the launch record agree)."""
     topo = plan.topology
     gpus = gpu_models()
-    tracking = getattr(plan, "tracking", None)
-    identity = tracking.identity if tracking is not None else None
     manifest = {
         "format_version": FORMAT_VERSION,
         "recipe": {"id": plan.recipe.id, "path": _relative(plan.recipe.path), "sha256": plan.recipe.sha256},
@@ -125,19 +126,32 @@ def build_manifest(plan: LaunchPlan, record: dict[str, Any]) -> dict[str, Any]:
         },
         "run": {
             "run_dir": str(plan.run_dir),
-            "attempt": getattr(plan, "attempt", 0),
-            "resume_from": str(plan.resume_from) if getattr(plan, "resume_from", None) else None,
+            "attempt": plan.attempt,
+            "resume_from": str(plan.resume_from) if plan.resume_from else None,
             "started_at": record.get("started_at"),
             "host": record.get("host"),
             "command": record.get("command"),
             "finetune_version": record.get("finetune_version"),
         },
-        "wandb": None if identity is None else {
-            "project": identity.project, "entity": identity.entity, "group": identity.group, "name": identity.name,
-            "id": identity.id, "tags": identity.tags, "mode": tracking.env.get("WANDB_MODE"),
-        },
-    }  # fmt: skip
+        "wandb": _wandb(plan.tracking),
+    }
     return redact(manifest)
+
+
+def _wandb(tracking: Tracking) -> dict[str, Any] | None:
+    """The wandb run the manifest names, or None for an untracked run."""
+    identity = tracking.identity
+    if identity is None:
+        return None
+    return {
+        "project": identity.project,
+        "entity": identity.entity,
+        "group": identity.group,
+        "name": identity.name,
+        "id": identity.id,
+        "tags": identity.tags,
+        "mode": tracking.env.get("WANDB_MODE"),
+    }
 
 
 def _relative(path: Path) -> str:

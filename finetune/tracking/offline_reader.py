@@ -90,8 +90,9 @@ def _value(item) -> Any:
 
 def _config_values(config: dict[str, Any]) -> dict[str, Any]:
     """wandb stores each config key as {"value": ...} (plus its own `_wandb` entry): unwrap them."""
-    return {k: v.get("value") if isinstance(v, dict) and "value" in v else v for k, v in config.items()
-            if k != "_wandb"}  # fmt: skip
+    return {
+        k: v.get("value") if isinstance(v, dict) and "value" in v else v for k, v in config.items() if k != "_wandb"
+    }
 
 
 def read_offline_run(path: Path) -> OfflineRun:

@@ -1,40 +1,33 @@
-"""At launch time, once the run directory is claimed: fix the wandb run and write the launch manifest."""
+"""At launch time, once the run directory is claimed: the wandb run this node logs to, and where its trainers
+find the launch manifest. The decision made before (tracking/decide.py) is not changed: a new one is returned."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from pathlib import Path
 
 from finetune.tracking import MANIFEST_ENV
+from finetune.tracking.decide import Tracking, wandb_env
 from finetune.tracking.identity import claim_identity
-from finetune.tracking.manifest import build_manifest, manifest_name, write_manifest
-from finetune.tracking.plan import wandb_env
-
-if TYPE_CHECKING:
-    from finetune.launch.plan import LaunchPlan
+from finetune.tracking.manifest import manifest_name
 
 
-def start_tracking(plan: LaunchPlan) -> dict[str, str]:
-    """Claim (or join) the run directory's wandb run, write the manifest on node 0, and return the environment
-    the trainers need on top of the plan's: the manifest's path and the WANDB_* of the run that holds (another
-    node may have claimed the directory first)."""
-    from finetune.launch.plan import launch_record
+def claim_tracking(tracking: Tracking, run_dir: Path) -> Tracking:
+    """Claim (or join) the run directory's wandb run; the tracking that holds: another node of this job may have
+    claimed the directory first, and then this one logs into its run."""
+    if tracking.identity is None or tracking.resumed:
+        return tracking
+    stamped = replace(tracking.identity, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    held = claim_identity(run_dir, stamped)
+    if held.id == stamped.id:
+        return replace(tracking, identity=held)
+    return replace(tracking, identity=held, resumed=True, env=wandb_env(held, tracking.env["WANDB_MODE"], run_dir))
 
-    env: dict[str, str] = {}
-    tracking = getattr(plan, "tracking", None)
-    if tracking is not None and tracking.identity is not None:
-        if not tracking.resumed:
-            stamped = replace(tracking.identity, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            held = claim_identity(plan.run_dir, stamped)
-            if held.id != stamped.id:  # another node of this job was first: log into its run
-                tracking.resumed = True
-                tracking.env = wandb_env(held, tracking.env["WANDB_MODE"], plan.run_dir)
-            tracking.identity = held
-        env.update(tracking.env)
-    attempt = getattr(plan, "attempt", 0)
-    path = plan.run_dir / manifest_name(attempt)
-    if plan.topology.node_rank == 0:
-        write_manifest(plan.run_dir, attempt, build_manifest(plan, launch_record(plan)))
-    env[MANIFEST_ENV] = str(path)  # global rank 0 runs on node 0; shared storage shows the file to every node
-    return env
+
+def start_tracking(tracking: Tracking, run_dir: Path, attempt: int) -> tuple[Tracking, dict[str, str]]:
+    """The tracking this node runs with, and the environment its trainers need on top of the plan's: the WANDB_*
+    of the wandb run that holds and the manifest's path (node 0 writes it: global rank 0 runs there, and shared
+    storage shows the file to every node)."""
+    tracking = claim_tracking(tracking, run_dir)
+    return tracking, {**tracking.env, MANIFEST_ENV: str(Path(run_dir) / manifest_name(attempt))}

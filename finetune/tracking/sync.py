@@ -74,7 +74,8 @@ def runs_to_sync(run_dir: Path, *, include_synced: bool = False) -> list[Offline
     return [r for r in runs if include_synced or not r.synced]
 
 
-def sync_command(wandb: Path, runs: list[OfflineRunInfo], *, dry_run: bool = False,
-                 include_synced: bool = False) -> list[str]:  # fmt: skip
+def sync_command(
+    wandb: Path, runs: list[OfflineRunInfo], *, dry_run: bool = False, include_synced: bool = False
+) -> list[str]:
     flags = [*(["--dry-run"] if dry_run else []), *(["--include-synced"] if include_synced else [])]
     return [str(wandb), "sync", *flags, *(str(r.path) for r in runs)]

@@ -16,8 +16,16 @@ from finetune.serving.chat import LocalChat, ServerChat, assistant_message
 from tests.conftest import REPO_ROOT, run_cli
 
 SWIFT = REPO_ROOT / ".venvs" / "swift" / "bin" / "swift"
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 
 def _free_port() -> int:
@@ -34,11 +42,27 @@ def server(air_replica, tmp_path_factory):
     log = tmp_path_factory.mktemp("deploy") / "deploy.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [str(SWIFT), "deploy", "--model", str(air_replica), "--template", "glm4_5", "--torch_dtype", "float32",
-             "--host", "127.0.0.1", "--port", str(port), "--max_new_tokens", "16"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(SWIFT),
+                "deploy",
+                "--model",
+                str(air_replica),
+                "--template",
+                "glm4_5",
+                "--torch_dtype",
+                "float32",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--max_new_tokens",
+                "16",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 150
@@ -64,8 +88,10 @@ def test_tool_calling_round_trip(server):
     assert set(reply) == {"content", "reasoning", "tool_calls"}  # the replica's words are random; the shape is not
     # the tool result goes back as GLM-4.5 reads it: an assistant call, then the tool's answer
     call = {"name": "get_weather", "arguments": {"city": "Paris"}}
-    messages += [assistant_message({"content": "", "reasoning": "", "tool_calls": [call]}),
-                 {"role": "tool", "content": '{"temperature": "21C"}'}]  # fmt: skip
+    messages += [
+        assistant_message({"content": "", "reasoning": "", "tool_calls": [call]}),
+        {"role": "tool", "content": '{"temperature": "21C"}'},
+    ]
     final = chat.reply(messages, TOOLS, max_tokens=8)
     assert chat.last_request["messages"][1]["tool_calls"][0]["function"]["name"] == "get_weather"
     assert isinstance(final["content"], str)
@@ -80,8 +106,9 @@ def test_thinking_off_is_sent_as_the_chat_template_flag(server):
 def test_one_shot_prints_json(server, tmp_path):
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps(TOOLS))
-    proc = run_cli("chat", server, "--message", "Weather in Paris?", "--tools", str(tools), "--max-tokens", "4",
-                   "--no-thinking")  # fmt: skip
+    proc = run_cli(
+        "chat", server, "--message", "Weather in Paris?", "--tools", str(tools), "--max-tokens", "4", "--no-thinking"
+    )
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout.strip().splitlines()[-1])) == {"content", "reasoning", "tool_calls"}
 

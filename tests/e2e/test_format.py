@@ -47,8 +47,7 @@ def test_megatron_recipes_are_skipped_with_a_note():
 
 def test_a_wrong_template_is_caught_with_a_readable_diff(air_replica):
     recipe = resolve_recipe("llamafactory/glm45-air_lora_4xh100")
-    report = check_format(recipe, {**recipe.config, "template": "glm4_moe"}, tokenizer_dir=air_replica,
-                          use_cache=False)  # fmt: skip
+    report = check_format(recipe, {**recipe.config, "template": "glm4_moe"}, tokenizer_dir=air_replica, use_cache=False)
     assert report.trained_mismatch
     summary = report.summary()
     assert "--- GLM-4.5 trained spans" in summary and "+++ training trained spans" in summary
@@ -79,40 +78,54 @@ def _lf_messages(messages: list[dict]) -> tuple[str, list[dict]]:
         if m["role"] == "assistant":
             reasoning, content = fmt.split_reasoning(m["content"])
             calls = [c["function"] for c in m.get("tool_calls", [])]
-            out.append({"role": "function" if calls else "assistant", "calls": calls, "content": content,
-                        "reasoning": m.get("reasoning_content") or reasoning})  # fmt: skip
+            out.append(
+                {
+                    "role": "function" if calls else "assistant",
+                    "calls": calls,
+                    "content": content,
+                    "reasoning": m.get("reasoning_content") or reasoning,
+                }
+            )
         else:
             out.append({"role": "observation" if m["role"] == "tool" else m["role"], "content": m["content"]})
     return system, out
 
 
-@pytest.mark.parametrize("vector", [v for v in _golden() if not v.get("add_generation_prompt")], ids=lambda v: v["name"])
+@pytest.mark.parametrize(
+    "vector", [v for v in _golden() if not v.get("add_generation_prompt")], ids=lambda v: v["name"]
+)
 def test_segments_reproduce_the_golden_text_and_train_turn_plus_stop(vector):
     system, messages = _lf_messages(vector["messages"])
     segments = fmt.training_segments(messages, system, vector.get("tools"))
     responses = segments[1::2]
     last_stop = fmt.OBSERVATION if messages[-1].get("calls") else fmt.USER
     assert "".join(segments) == vector["expected"] + last_stop
-    for response, message in zip(responses, messages[1::2]):
+    for response, message in zip(responses, messages[1::2], strict=True):
         assert response.startswith("<think>")  # the think block is trained, empty or not; its header newline is not
         assert response.endswith(fmt.OBSERVATION if message["role"] == "function" else fmt.USER)
         assert "<tool_response>" not in response and fmt.ASSISTANT not in response
 
 
 def test_thinking_off_moves_the_empty_think_block_into_the_prompt():
-    segments = fmt.training_segments([{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}],
-                                     thinking=False)  # fmt: skip
+    segments = fmt.training_segments(
+        [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}], thinking=False
+    )
     generation = next(v for v in _golden() if v["name"] == "generation_prompt_no_thinking")
     assert segments[0] == generation["expected"]
     assert segments[1] == "\nHi" + fmt.USER
 
 
 def test_tool_calls_parse_back_as_the_glm45_parser_reads_them():
-    text = ("<think>Need weather.</think>\nLet me check.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n"
-            "<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>"
-            "<|observation|>")  # fmt: skip
-    assert fmt.parse_assistant(text) == {"reasoning": "Need weather.", "content": "Let me check.",
-                                         "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}]}
+    text = (
+        "<think>Need weather.</think>\nLet me check.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n"
+        "<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>"
+        "<|observation|>"
+    )
+    assert fmt.parse_assistant(text) == {
+        "reasoning": "Need weather.",
+        "content": "Let me check.",
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}],
+    }
 
 
 def test_swift_locks_the_same_decisions(tok, air_replica):

@@ -15,8 +15,9 @@ from tests.unit.recipes.test_recipes import RECIPE_IDS, _plan
 
 @pytest.mark.parametrize("recipe_id", RECIPE_IDS)
 def test_recipe_parses_with_the_framework_parser(recipe_id, air_replica, tmp_path):
-    plan = plan_launch(LaunchRequest(recipe=recipe_id, model=str(air_replica), run_dir=tmp_path / "run",
-                                     nnodes=1, nproc_per_node=1))
+    plan = plan_launch(
+        LaunchRequest(recipe=recipe_id, model=str(air_replica), run_dir=tmp_path / "run", nnodes=1, nproc_per_node=1)
+    )
     assert str(air_replica) in plan.config.values()
     assert not (tmp_path / "run").exists()  # planning writes nothing
 

@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from finetune.recipes.components import component_of
 from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.recipes.components import component_of
 from finetune.recipes.models import get_model
 from finetune.recipes.recipe import all_recipes
 
@@ -35,8 +35,9 @@ def test_adapted_modules_are_what_the_header_says(recipe_id, air_replica, glm45_
     from llamafactory.hparams.parser import _parse_train_args
     from llamafactory.model import load_model, load_tokenizer
 
-    plan = plan_launch(LaunchRequest(recipe=recipe_id, nnodes=1, nproc_per_node=1, run_dir=tmp_path / "run"),
-                       check=False)
+    plan = plan_launch(
+        LaunchRequest(recipe=recipe_id, nnodes=1, nproc_per_node=1, run_dir=tmp_path / "run"), check=False
+    )
     replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[plan.recipe.meta.model]
     config = {**plan.config, "model_name_or_path": str(replica), "bf16": False, "output_dir": str(tmp_path)}
     config.pop("deepspeed", None)

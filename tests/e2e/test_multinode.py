@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.launch.checkpoints import checkpoints, latest_complete
 from finetune.frameworks import get_framework
+from finetune.launch.checkpoints import checkpoints, latest_complete
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT
@@ -46,6 +46,17 @@ def _args(recipe_id: str, replica: Path, steps: int, **extra) -> list[str]:
     return [a for k, v in overrides.items() for a in ("--set", format_override(k, v))]
 
 
+def _launch_args(run_dir: Path, replica: Path, *extra: str) -> list[str]:
+    """`launch LF` on the replica into `run_dir`; the cluster comes from the environment or `extra`."""
+    return [LF, "--model", str(replica), "--run-dir", str(run_dir), *extra]
+
+
+def _one_node(run_dir: Path, replica: Path, *extra: str) -> list[str]:
+    """The command line of a one-process launch on this machine."""
+    cluster = ["--nnodes", "1", "--nproc-per-node", "1", "--master-port", str(_port())]
+    return [sys.executable, "-m", "finetune", "launch", *_launch_args(run_dir, replica, *cluster, *extra)]
+
+
 class Node(subprocess.Popen):
     """A launcher process whose output goes to a file (a pipe nobody reads while it runs would fill and block)."""
 
@@ -59,8 +70,15 @@ class Node(subprocess.Popen):
 
 
 def _start(node_rank: int, nnodes: int, port: int, *args: str) -> Node:
-    env = {**os.environ, "NNODES": str(nnodes), "NODE_RANK": str(node_rank), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port), "NPROC_PER_NODE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "NNODES": str(nnodes),
+        "NODE_RANK": str(node_rank),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "NPROC_PER_NODE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     return Node([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env, start_new_session=True)
 
 
@@ -101,10 +119,13 @@ def test_two_nodes_train_together_like_one_process(tmp_path, air_replica):
     assert {p.name for p in run_dir.glob("launch-node*.json")} == {"launch-node0.json", "launch-node1.json"}
 
     single = tmp_path / "single"
-    out = subprocess.run([sys.executable, "-m", "finetune", "launch", LF, "--model", str(air_replica), "--run-dir",
-                          str(single), "--nnodes", "1", "--nproc-per-node", "1", "--master-port", str(_port()),
-                          *_args(LF, air_replica, 6, per_device_train_batch_size=2)],
-                         cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        _one_node(single, air_replica, *_args(LF, air_replica, 6, per_device_train_batch_size=2)),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stdout[-3000:]
     assert _lf_losses(run_dir) == pytest.approx(_lf_losses(single), abs=1e-3)
 
@@ -122,8 +143,8 @@ def test_two_swift_nodes_train_together(tmp_path, air_replica):
 
 def test_a_node_that_never_arrives_is_named(tmp_path, air_replica):
     start = time.monotonic()
-    proc = _start(0, 2, _port(), LF, "--model", str(air_replica), "--run-dir", str(tmp_path / "lonely"),
-                  "--join-timeout", "8", *_args(LF, air_replica, 2))
+    args = _launch_args(tmp_path / "lonely", air_replica, "--join-timeout", "8", *_args(LF, air_replica, 2))
+    proc = _start(0, 2, _port(), *args)
     code = proc.wait(timeout=120)
     out = proc.output()
     assert code == 2 and time.monotonic() - start < 60
@@ -132,10 +153,10 @@ def test_a_node_that_never_arrives_is_named(tmp_path, air_replica):
 
 def test_nodes_with_different_configs_refuse_to_start(tmp_path, air_replica):
     port = _port()
-    common = ["--model", str(air_replica), "--run-dir", str(tmp_path / "a"), "--join-timeout", "60"]
-    node0 = _start(0, 2, port, LF, *common, *_args(LF, air_replica, 2))
-    node1 = _start(1, 2, port, LF, "--model", str(air_replica), "--run-dir", str(tmp_path / "b"),
-                   "--join-timeout", "60", *_args(LF, air_replica, 2, learning_rate=0.5))
+    wait = ("--join-timeout", "60")
+    node0 = _start(0, 2, port, *_launch_args(tmp_path / "a", air_replica, *wait, *_args(LF, air_replica, 2)))
+    different = _args(LF, air_replica, 2, learning_rate=0.5)
+    node1 = _start(1, 2, port, *_launch_args(tmp_path / "b", air_replica, *wait, *different))
     outs = [(p.wait(timeout=180), p.output()) for p in (node0, node1)]
     assert all(code == 2 for code, _ in outs)
     assert any("Nodes rendered different configs" in out and "Node(s) 1" in out for _, out in outs)
@@ -144,8 +165,7 @@ def test_nodes_with_different_configs_refuse_to_start(tmp_path, air_replica):
 def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     run_dir = tmp_path / "killed"
     steps = 30  # the recipe's own ZeRO-3 (DeepSpeed checkpoints); slow enough on the replica to kill node 1 mid-run
-    args = [LF, "--model", str(air_replica), "--run-dir", str(run_dir),
-            *_args(LF, air_replica, steps, save_steps=5, deepspeed="recipe")]
+    args = _launch_args(run_dir, air_replica, *_args(LF, air_replica, steps, save_steps=5, deepspeed="recipe"))
     port = _port()
     nodes = [_start(rank, 2, port, *args) for rank in (0, 1)]
     deadline = time.monotonic() + 300
@@ -181,10 +201,8 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
 
 def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
     run_dir = tmp_path / "term"
-    proc = Node([sys.executable, "-m", "finetune", "launch", LF, "--model", str(air_replica),
-                 "--run-dir", str(run_dir), "--nnodes", "1", "--nproc-per-node", "1", "--master-port",
-                 str(_port()), *_args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)],
-                cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    args = _args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)
+    proc = Node(_one_node(run_dir, air_replica, *args), cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     log = run_dir / "logs" / "node0.log"
     deadline = time.monotonic() + 300
     while not (log.is_file() and "'loss'" in log.read_text()):
@@ -198,8 +216,12 @@ def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
     checkpoint, skipped = latest_complete(run_dir / "output")
     assert checkpoint is not None and not skipped
     assert 0 < json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] < 500
-    dry = subprocess.run([sys.executable, "-m", "finetune", "launch", "--resume", str(run_dir), "--dry-run"],
-                         cwd=REPO_ROOT, capture_output=True, text=True)
+    dry = subprocess.run(
+        [sys.executable, "-m", "finetune", "launch", "--resume", str(run_dir), "--dry-run"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert dry.returncode == 0, dry.stderr
     assert f"# resuming from {checkpoint} (attempt 1)" in dry.stdout
     assert f"resume_from_checkpoint: {checkpoint}" in dry.stdout

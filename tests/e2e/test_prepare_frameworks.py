@@ -96,8 +96,13 @@ def as_prompt(v: dict) -> dict | None:
     return {"prompt": v["messages"][0]["content"], "completion": _inline(v["messages"][1])}
 
 
-LAYOUTS = {"openai": as_openai, "openai_text": as_openai_text, "sharegpt": as_sharegpt, "alpaca": as_alpaca,
-           "prompt": as_prompt}  # fmt: skip
+LAYOUTS = {
+    "openai": as_openai,
+    "openai_text": as_openai_text,
+    "sharegpt": as_sharegpt,
+    "alpaca": as_alpaca,
+    "prompt": as_prompt,
+}
 
 
 # -- preparing and rendering (once per module) -------------------------------------------------------------------
@@ -112,13 +117,21 @@ def prepared(tmp_path_factory):
         pairs = [(row, v["expected"]) for v in _vectors() if (row := convert(v)) is not None]
         src = root / f"{layout}.jsonl"
         src.write_text("".join(json.dumps(r) + "\n" for r, _ in pairs))
-        ds = prepare(PrepareOptions([str(src)], f"golden_{layout}", out_root=root / "data", token_stats=False,
-                                    progress=False)).dataset  # fmt: skip
-        assert ds.manifest["counts"]["kept"] == len(pairs)
+        ds = prepare(
+            PrepareOptions([str(src)], f"golden_{layout}", out_root=root / "data", token_stats=False, progress=False)
+        ).dataset
+        assert ds.manifest.counts.kept == len(pairs)
         out[ds.name] = (ds, [e for _, e in pairs])
     for sample in SAMPLE_KINDS:
-        ds = prepare(PrepareOptions([str(REPO_ROOT / "data" / "samples" / f"{sample}.jsonl")], f"sample_{sample}",
-                                    out_root=root / "data", token_stats=False, progress=False)).dataset  # fmt: skip
+        ds = prepare(
+            PrepareOptions(
+                [str(REPO_ROOT / "data" / "samples" / f"{sample}.jsonl")],
+                f"sample_{sample}",
+                out_root=root / "data",
+                token_stats=False,
+                progress=False,
+            )
+        ).dataset
         out[ds.name] = (ds, None)
     return out
 
@@ -127,9 +140,15 @@ def _subprocess_json(python: Path, script: str, request: dict) -> dict:
     if not python.exists():
         pytest.fail(f"{python} is missing: run ./setup.sh")
     proc = subprocess.run(
-        [str(python), "-m", f"finetune.frameworks.{script}"], check=False, input=json.dumps(request), capture_output=True, text=True,
-        timeout=600, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
-    )  # fmt: skip
+        [str(python), "-m", f"finetune.frameworks.{script}"],
+        check=False,
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -137,18 +156,31 @@ def _subprocess_json(python: Path, script: str, request: dict) -> dict:
 @pytest.fixture(scope="module")
 def swift_rendered(prepared, air_replica):
     names = list(prepared)
-    request = {"tokenizer": str(air_replica), "files": [
-        {"path": str(prepared[n][0].swift_train), "kind": prepared[n][0].kind} for n in names]}  # fmt: skip
-    return dict(zip(names, _subprocess_json(SWIFT_PYTHON, "swift_render", request)["files"]))
+    request = {
+        "tokenizer": str(air_replica),
+        "files": [{"path": str(prepared[n][0].swift_train), "kind": prepared[n][0].kind} for n in names],
+    }
+    files = _subprocess_json(SWIFT_PYTHON, "trainer.swift.render", request)["files"]
+    return dict(zip(names, files, strict=True))
 
 
 @pytest.fixture(scope="module")
 def lf_rendered(prepared, air_replica):
     names = [n for n in prepared if prepared[n][0].kind != "rl"]
-    request = {"model": str(air_replica), "template": LF_TEMPLATE, "datasets": [
-        {"dir": str(prepared[n][0].llamafactory_dir), "name": prepared[n][0].llamafactory_train,
-         "kind": prepared[n][0].kind} for n in names]}  # fmt: skip
-    return dict(zip(names, _subprocess_json(LF_PYTHON, "llamafactory_render", request)["datasets"]))
+    request = {
+        "model": str(air_replica),
+        "template": LF_TEMPLATE,
+        "datasets": [
+            {
+                "dir": str(prepared[n][0].llamafactory_dir),
+                "name": prepared[n][0].llamafactory_train,
+                "kind": prepared[n][0].kind,
+            }
+            for n in names
+        ],
+    }
+    datasets = _subprocess_json(LF_PYTHON, "trainer.llamafactory.render", request)["datasets"]
+    return dict(zip(names, datasets, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +194,9 @@ def tok(air_replica):
 
 
 def official(tok, messages, tools=None, generation_prompt=False) -> str:
-    return tok.apply_chat_template(messages, tools=tools or None, tokenize=False,
-                                   add_generation_prompt=generation_prompt)  # fmt: skip
+    return tok.apply_chat_template(
+        messages, tools=tools or None, tokenize=False, add_generation_prompt=generation_prompt
+    )
 
 
 def last_assistant_span(text: str) -> str:
@@ -181,8 +214,11 @@ def assistant_spans(text: str) -> list[str]:
 def turn_spans(tok, row: dict) -> list[str]:
     """Each assistant turn as GLM-4.5 writes it when it is the turn being generated (reasoning kept)."""
     messages = row["messages"]
-    return [last_assistant_span(official(tok, messages[: i + 1], row["tools"]))
-            for i, m in enumerate(messages) if m["role"] == "assistant"]  # fmt: skip
+    return [
+        last_assistant_span(official(tok, messages[: i + 1], row["tools"]))
+        for i, m in enumerate(messages)
+        if m["role"] == "assistant"
+    ]
 
 
 def trained(spans: list[str]) -> list[str]:
@@ -207,7 +243,7 @@ def test_swift_renders_the_golden_text(prepared, swift_rendered, layout):
     ds, expected = prepared[f"golden_{layout}"]
     rows = swift_rendered[ds.name]["rows"]
     assert len(rows) == len(expected) > 0
-    for row, text in zip(rows, expected):
+    for row, text in zip(rows, expected, strict=True):
         assert row["text"] == text + "<|user|>"  # ms-swift ends a sample with GLM-4.5's stop token
         assert trained(row["trained"]) == trained(assistant_spans(text))
 
@@ -217,8 +253,8 @@ def test_swift_renders_the_samples_as_glm45(prepared, swift_rendered, tok, sampl
     ds, _ = prepared[f"sample_{sample}"]
     rows = swift_rendered[ds.name]["rows"]
     canon = canonical_rows(ds)
-    assert len(rows) == len(canon) == ds.manifest["counts"]["kept"]
-    for row, c in zip(rows, canon):
+    assert len(rows) == len(canon) == ds.manifest.counts.kept
+    for row, c in zip(rows, canon, strict=True):
         assert trained(row["trained"]) == trained(turn_spans(tok, c))
         earlier_reasoning = any(m.get("reasoning_content") for m in c["messages"][:-2])
         if not earlier_reasoning:  # GLM-4.5 drops reasoning of earlier turns; ms-swift trains on it by default
@@ -230,7 +266,7 @@ def test_swift_preference_pairs(prepared, swift_rendered, tok):
     rows = swift_rendered[ds.name]["rows"]
     canon = canonical_rows(ds)
     assert len(rows) == len(canon) == 22
-    for row, c in zip(rows, canon):
+    for row, c in zip(rows, canon, strict=True):
         for key in ("chosen", "rejected"):
             assert row[key]["text"] == official(tok, c["messages"] + [c[key]], c["tools"]) + "<|user|>"
 
@@ -241,7 +277,7 @@ def test_swift_rl_prompts_keep_their_reference_fields(prepared, swift_rendered, 
     assert {"messages", "tools", "solution", "problem_id"} <= set(result["columns"])
     canon = canonical_rows(ds)
     assert len(result["rows"]) == len(canon) == 24
-    for row, c in zip(result["rows"], canon):
+    for row, c in zip(result["rows"], canon, strict=True):
         assert row["row"]["solution"] == c["solution"] and row["row"]["problem_id"] == c["problem_id"]
         assert row["prompt"].startswith(official(tok, c["messages"], c["tools"], generation_prompt=True))
 
@@ -253,8 +289,8 @@ def test_llamafactory_loads_every_row_with_tool_calls_and_results(prepared, lf_r
     for name, result in lf_rendered.items():
         ds, _ = prepared[name]
         canon = canonical_rows(ds)
-        assert len(result["rows"]) == len(canon) == ds.manifest["counts"]["kept"], name
-        for row, c in zip(result["rows"], canon):
+        assert len(result["rows"]) == len(canon) == ds.manifest.counts.kept, name
+        for row, c in zip(result["rows"], canon, strict=True):
             texts = [row["text"]] if ds.kind == "sft" else [row["chosen"]["text"], row["rejected"]["text"]]
             answers = [m for m in c["messages"] if m["role"] == "assistant"]
             answers += [c[k] for k in ("chosen", "rejected") if k in c]
@@ -275,14 +311,14 @@ def test_llamafactory_trains_on_the_golden_assistant_turns(prepared, lf_rendered
     ds, expected = prepared[f"golden_{layout}"]
     rows = lf_rendered[ds.name]["rows"]
     assert len(rows) == len(expected)
-    for row, text in zip(rows, expected):
+    for row, text in zip(rows, expected, strict=True):
         assert trained(row["trained"]) == trained(assistant_spans(text))
 
 
 @pytest.mark.parametrize("sample", ["chat", "tools", "reasoning", "preference"])
 def test_llamafactory_trains_on_the_samples_as_glm45(prepared, lf_rendered, tok, sample):
     ds, _ = prepared[f"sample_{sample}"]
-    for row, c in zip(lf_rendered[ds.name]["rows"], canonical_rows(ds)):
+    for row, c in zip(lf_rendered[ds.name]["rows"], canonical_rows(ds), strict=False):
         if ds.kind == "preference":
             for key in ("chosen", "rejected"):
                 expected = turn_spans(tok, {"messages": c["messages"] + [c[key]], "tools": c["tools"]})[-1:]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finetune.recipes.components import component_of
 from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
 from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
@@ -39,8 +39,22 @@ def _free_port() -> int:
 
 def _swift_launch(recipe_id: str, run_dir: Path, replica: Path, nproc: int = 1, *extra: str):
     recipe = resolve_recipe(recipe_id)
-    args = ["launch", recipe_id, "--model", str(replica), "--run-dir", str(run_dir), "--nnodes", "1",
-            "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    args = [
+        "launch",
+        recipe_id,
+        "--model",
+        str(replica),
+        "--run-dir",
+        str(run_dir),
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+    ]
     for key, value in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items():
         args += ["--set", format_override(key, value)]
     out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1"}, timeout=900)
@@ -69,20 +83,38 @@ def test_every_row_of_the_issue_table_has_a_recipe():
             assert (model, method, gpus, "deepspeed") in shapes, (model, method)
         assert (model, "lora", gpus, "megatron") in shapes
     assert {(r.meta.model, r.meta.method) for r in SWIFT_RECIPES if r.meta.engine == "megatron"} >= {
-        ("glm-4.5", "full"), ("glm-4.5-air", "full")}
+        ("glm-4.5", "full"),
+        ("glm-4.5-air", "full"),
+    }
 
 
 def test_unknown_swift_key_is_rejected_with_a_suggestion(air_replica, tmp_path):
     with pytest.raises(FinetuneError) as err:
-        plan_launch(LaunchRequest(recipe="swift/glm45-air_lora_4xh100", model=str(air_replica), nnodes=1,
-                                  nproc_per_node=1, run_dir=tmp_path / "r", overrides=["lora_rnak=8"]))
+        plan_launch(
+            LaunchRequest(
+                recipe="swift/glm45-air_lora_4xh100",
+                model=str(air_replica),
+                nnodes=1,
+                nproc_per_node=1,
+                run_dir=tmp_path / "r",
+                overrides=["lora_rnak=8"],
+            )
+        )
     assert "Did you mean `lora_rank`?" in str(err.value)
 
 
 def test_bad_swift_value_is_rejected(air_replica, tmp_path):
     with pytest.raises(FinetuneError, match="ms-swift sft: error: argument --learning_rate.*invalid float"):
-        plan_launch(LaunchRequest(recipe="swift/glm45-air_lora_4xh100", model=str(air_replica), nnodes=1,
-                                  nproc_per_node=1, run_dir=tmp_path / "r", overrides=["learning_rate=fast"]))
+        plan_launch(
+            LaunchRequest(
+                recipe="swift/glm45-air_lora_4xh100",
+                model=str(air_replica),
+                nnodes=1,
+                nproc_per_node=1,
+                run_dir=tmp_path / "r",
+                overrides=["learning_rate=fast"],
+            )
+        )
 
 
 @pytest.mark.parametrize("recipe_id", MEGATRON)
@@ -90,18 +122,34 @@ def test_megatron_recipe_names_only_megatron_swift_arguments(recipe_id, tmp_path
     plan = plan_launch(LaunchRequest(recipe=recipe_id, run_dir=tmp_path / "r"), preview=True)
     assert plan.argv[-3:-1] in (["megatron", "sft"], ["megatron", "rlhf"])
     with pytest.raises(FinetuneError, match="Did you mean `expert_model_parallel_size`"):
-        plan_launch(LaunchRequest(recipe=recipe_id, run_dir=tmp_path / "r",
-                                  overrides=["expert_model_paralel_size=4"]), preview=True)
+        plan_launch(
+            LaunchRequest(recipe=recipe_id, run_dir=tmp_path / "r", overrides=["expert_model_paralel_size=4"]),
+            preview=True,
+        )
 
 
 def test_launch_passes_the_glm45_template_and_runs_swift_through_torchrun(air_replica, tmp_path):
-    plan = plan_launch(LaunchRequest(recipe="swift/glm45_lora_16xh100", run_dir=tmp_path / "r", nnodes=2,
-                                     node_rank=1, master_addr="10.0.0.1", nproc_per_node=8), check=False)
+    plan = plan_launch(
+        LaunchRequest(
+            recipe="swift/glm45_lora_16xh100",
+            run_dir=tmp_path / "r",
+            nnodes=2,
+            node_rank=1,
+            master_addr="10.0.0.1",
+            nproc_per_node=8,
+        ),
+        check=False,
+    )
     assert plan.config["template"] == "glm4_5"
     assert plan.config["add_version"] is False and plan.config["output_dir"] == str(tmp_path / "r" / "output")
     assert plan.argv[:4] == [str(SWIFT.bin("torchrun")), "--nnodes", "2", "--node-rank"]
     assert plan.argv[plan.argv.index("--master-addr") + 1] == "10.0.0.1"
-    assert plan.argv[-4:] == ["-m", "finetune.frameworks.trainer.swift.entry", "sft", str(tmp_path / "r" / "config.yaml")]
+    assert plan.argv[-4:] == [
+        "-m",
+        "finetune.frameworks.trainer.swift.entry",
+        "sft",
+        str(tmp_path / "r" / "config.yaml"),
+    ]
     assert plan.config["dataset"] == [str(REPO_ROOT / "data/prepared/sample_chat/swift/train.jsonl")]
 
 
@@ -113,14 +161,28 @@ def test_adapted_modules_are_what_the_header_says(recipe_id, air_replica, glm45_
     recipe = resolve_recipe(recipe_id)
     replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
     shrink = [format_override(k, v) for k, v in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items()]
-    plan = plan_launch(LaunchRequest(recipe=recipe_id, model=str(replica), run_dir=tmp_path / "r", nnodes=1,
-                                     nproc_per_node=1, overrides=[*shrink, "deepspeed=null"]), check=False)
+    plan = plan_launch(
+        LaunchRequest(
+            recipe=recipe_id,
+            model=str(replica),
+            run_dir=tmp_path / "r",
+            nnodes=1,
+            nproc_per_node=1,
+            overrides=[*shrink, "deepspeed=null"],
+        ),
+        check=False,
+    )
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(plan.config))
     command = SWIFT.command(recipe.meta)[-1]
-    out = subprocess.run([str(SWIFT.python()), "tests/helpers/swift_adapted_modules.py", command, str(config_path)],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, **SWIFT.env()})
+    out = subprocess.run(
+        [str(SWIFT.python()), "tests/helpers/swift_adapted_modules.py", command, str(config_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **SWIFT.env()},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     trainable = json.loads(out.stdout.strip().splitlines()[-1])
     assert trainable and all(".lora_" in name for name in trainable)
@@ -143,11 +205,17 @@ def test_lora_sft_trains_and_exports(runs, air_replica):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     merged = run_dir / "merged"
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {
-        p.name for p in merged.iterdir()}
+        p.name for p in merged.iterdir()
+    }
     assert (merged / "chat_template.jinja").read_text() == (air_replica / "chat_template.jinja").read_text()
     adapter = SWIFT.trained_weights(run_dir / "output", {})
-    check = subprocess.run([str(SWIFT.python()), "tests/helpers/merged_logits.py", str(air_replica), str(adapter),
-                            str(merged)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    check = subprocess.run(
+        [str(SWIFT.python()), "tests/helpers/merged_logits.py", str(air_replica), str(adapter), str(merged)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert check.returncode == 0, check.stderr[-3000:]
     diff = json.loads(check.stdout.strip().splitlines()[-1])
     assert diff["adapter_effect"] > 1e-4  # the adapter changes the model...
@@ -208,11 +276,29 @@ def test_megatron_recipe_trains_on_gpu(recipe_id, runs, air_replica, glm45_repli
 
     gpus = torch.cuda.device_count()
     shrink = {  # the replica has 2 key/value heads and 8 experts: parallel sizes shrink with it
-        "tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1, "sequence_parallel": False,
-        "expert_model_parallel_size": min(gpus, 8), "global_batch_size": gpus, "max_length": 512,
-        "packing": False, "train_iters": 3, "torch_dtype": "bfloat16",
-    }  # fmt: skip
+        "tensor_model_parallel_size": 1,
+        "pipeline_model_parallel_size": 1,
+        "sequence_parallel": False,
+        "expert_model_parallel_size": min(gpus, 8),
+        "global_batch_size": gpus,
+        "max_length": 512,
+        "packing": False,
+        "train_iters": 3,
+        "torch_dtype": "bfloat16",
+    }
     sets = [a for k, v in shrink.items() for a in ("--set", format_override(k, v))]
-    out = run_cli("launch", recipe_id, "--model", str(replica), "--run-dir", str(runs / recipe.name), "--nnodes",
-                  "1", "--nproc-per-node", str(gpus), *sets, timeout=1800)
+    out = run_cli(
+        "launch",
+        recipe_id,
+        "--model",
+        str(replica),
+        "--run-dir",
+        str(runs / recipe.name),
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(gpus),
+        *sets,
+        timeout=1800,
+    )
     assert out.returncode == 0, out.stdout[-3000:]

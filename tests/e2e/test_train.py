@@ -15,8 +15,8 @@ import pytest
 from safetensors.torch import load_file
 
 from finetune.frameworks import get_framework
-from finetune.recipes.recipe import resolve_recipe
 from finetune.recipes.overrides import format_override
+from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.train
@@ -33,8 +33,22 @@ def _free_port() -> int:
 def _launch(run_dir: Path, replica: Path, nproc: int, *extra: str):
     recipe = resolve_recipe(RECIPE)
     overrides = get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta)
-    args = ["launch", RECIPE, "--model", str(replica), "--run-dir", str(run_dir), "--nnodes", "1",
-            "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    args = [
+        "launch",
+        RECIPE,
+        "--model",
+        str(replica),
+        "--run-dir",
+        str(run_dir),
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+    ]
     for key, value in overrides.items():
         args += ["--set", format_override(key, value)]
     out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1"}, timeout=900)
@@ -95,8 +109,18 @@ def test_zero3_adapter_equals_single_process_adapter(single_run, zero3_run):
 
 
 def test_rerun_into_the_same_run_directory_is_refused(single_run, air_replica):
-    out = run_cli("launch", RECIPE, "--model", str(air_replica), "--run-dir", str(single_run),
-                  "--nnodes", "1", "--nproc-per-node", "1")
+    out = run_cli(
+        "launch",
+        RECIPE,
+        "--model",
+        str(air_replica),
+        "--run-dir",
+        str(single_run),
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "1",
+    )
     assert out.returncode == 2 and "never overwritten" in out.stderr
 
 

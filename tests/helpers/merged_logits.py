@@ -17,12 +17,19 @@ def main() -> None:
     chat = [{"role": "user", "content": "What is a token?"}, {"role": "assistant", "content": "A piece of text."}]
     inputs = tokenizer.apply_chat_template(chat, return_tensors="pt", return_dict=True)
     with torch.no_grad():
-        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
-                                            adapter_dir)(**inputs).logits
+        adapted = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), adapter_dir
+        )(**inputs).logits
         merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)(**inputs).logits
         base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)(**inputs).logits
-    print(json.dumps({"merged_vs_adapted": (adapted - merged).abs().max().item(),
-                      "adapter_effect": (adapted - base).abs().max().item()}))
+    print(
+        json.dumps(
+            {
+                "merged_vs_adapted": (adapted - merged).abs().max().item(),
+                "adapter_effect": (adapted - base).abs().max().item(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -114,7 +114,9 @@ def _imported_by(*argv: str) -> set[str]:
         "try:\n    runpy.run_module('finetune', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "print('\\nMODULES', ' '.join(sorted(sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     line = [line for line in out.stdout.splitlines() if line.startswith("MODULES ")]
     assert line, out.stdout[-2000:] + out.stderr[-2000:]
     return {name.split(".")[0] for name in line[-1].split()[1:]}

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import FinetuneError, suggest
-from finetune.frameworks.base import Framework, TrainingShape
+from finetune.frameworks.base import Framework
+from finetune.frameworks.llamafactory.setup import llamafactory_setup
+from finetune.frameworks.setup import TrainingSetup
 
 if TYPE_CHECKING:
     from finetune.prepare.datasets import PreparedDataset
@@ -20,19 +22,10 @@ class LlamaFactory(Framework):
     env_dir = ".venv"
     check_module = "finetune.frameworks.trainer.llamafactory.check"
 
-    def shape(self, config: dict[str, Any]) -> TrainingShape:
-        lora = config.get("finetuning_type") == "lora"
-        targets = config.get("lora_target", "all")
-        return TrainingShape(
-            seq_len=int(config.get("cutoff_len", 2048)),
-            micro_batch=int(config.get("per_device_train_batch_size", 8)),
-            grad_accum=int(config.get("gradient_accumulation_steps", 1)),
-            # LLaMA-Factory checkpoints activations unless told not to
-            gradient_checkpointing=not config.get("disable_gradient_checkpointing", False),
-            deepspeed=config.get("deepspeed"),
-            lora_rank=int(config.get("lora_rank", 8)) if lora else None,
-            lora_targets=tuple(t.strip() for t in str(targets).split(",")) if lora else None,
-        )
+    def _training_setup(
+        self, config: dict[str, Any], meta: RecipeMeta, model_config: dict[str, Any], ds: dict[str, Any] | None
+    ) -> TrainingSetup:
+        return llamafactory_setup(config, ds)
 
     def render(
         self,
@@ -93,7 +86,13 @@ class LlamaFactory(Framework):
             "export_device": "cpu",
             "export_legacy_format": False,
         }
-        return [str(self.python()), "-m", "finetune.frameworks.trainer.llamafactory.entry", "export", json.dumps(export)]
+        return [
+            str(self.python()),
+            "-m",
+            "finetune.frameworks.trainer.llamafactory.entry",
+            "export",
+            json.dumps(export),
+        ]
 
     def env(self) -> dict[str, str]:
         # plus the settings LLaMA-Factory's own launcher applies before it calls torchrun

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.frameworks.base import Framework, TrainingShape
+from finetune.frameworks.base import Framework
+from finetune.frameworks.setup import TrainingSetup
+from finetune.frameworks.swift.setup import DEEPSPEED_NAMES, swift_setup
 from finetune.paths import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -18,7 +20,6 @@ if TYPE_CHECKING:
     from finetune.recipes.recipe import RecipeMeta
 
 GLM45_TEMPLATE = "glm4_5"  # ms-swift cannot tell glm4_5 from glm4_7 for a local folder: always name it
-DEEPSPEED_PRESETS = ("zero0", "zero1", "zero2", "zero2_offload", "zero3", "zero3_offload")
 
 
 class Swift(Framework):
@@ -35,23 +36,11 @@ class Swift(Framework):
     def check_command(self, meta: RecipeMeta) -> str:
         return "-".join(self.command(meta))
 
-    def shape(self, config: dict[str, Any]) -> TrainingShape:
-        lora = config.get("tuner_type", "lora") == "lora"
-        targets = config.get("target_modules", ["all-linear"])
-        if isinstance(targets, str):
-            targets = [targets]
-        megatron = "micro_batch_size" in config
-        return TrainingShape(
-            seq_len=int(config.get("max_length", 2048)),
-            micro_batch=int(config.get("micro_batch_size" if megatron else "per_device_train_batch_size", 1)),
-            grad_accum=int(config.get("gradient_accumulation_steps", 1)),
-            gradient_checkpointing=config.get("recompute_granularity") == "full"  # selective keeps whole layers
-            if megatron
-            else bool(config.get("gradient_checkpointing", True)),
-            deepspeed=config.get("deepspeed"),
-            lora_rank=int(config.get("lora_rank", 8)) if lora else None,
-            lora_targets=tuple(targets) if lora else None,
-        )
+    def _training_setup(
+        self, config: dict[str, Any], meta: RecipeMeta, model_config: dict[str, Any], ds: dict[str, Any] | None
+    ) -> TrainingSetup:
+        max_positions = int(model_config["max_position_embeddings"])
+        return swift_setup(config, ds, max_positions=max_positions, megatron=meta.engine == "megatron")
 
     def render(
         self,
@@ -80,7 +69,7 @@ class Swift(Framework):
 
     def deepspeed_file(self, value: str) -> str | None:
         """ms-swift also accepts its built-in preset names; only paths are copied into the run directory."""
-        return None if value in DEEPSPEED_PRESETS else value
+        return None if value in DEEPSPEED_NAMES else value
 
     def cpu_smoke_overrides(self, steps: int, meta: RecipeMeta) -> dict[str, Any]:
         overrides = {
@@ -99,11 +88,18 @@ class Swift(Framework):
         }
         if meta.method == "grpo":  # generate with the trainer's own model: vLLM needs a GPU
             overrides |= {
-                "use_vllm": False, "vllm_mode": None, "vllm_tensor_parallel_size": None,
-                "vllm_gpu_memory_utilization": None, "vllm_max_model_len": None, "sleep_level": 0,
-                "offload_model": False, "offload_optimizer": False, "num_generations": 4,
-                "per_device_train_batch_size": 4, "max_completion_length": 16,
-            }  # fmt: skip
+                "use_vllm": False,
+                "vllm_mode": None,
+                "vllm_tensor_parallel_size": None,
+                "vllm_gpu_memory_utilization": None,
+                "vllm_max_model_len": None,
+                "sleep_level": 0,
+                "offload_model": False,
+                "offload_optimizer": False,
+                "num_generations": 4,
+                "per_device_train_batch_size": 4,
+                "max_completion_length": 16,
+            }
         return overrides
 
     def trained_weights(self, output_dir: Path, config: dict[str, Any]) -> Path:
@@ -115,8 +111,16 @@ class Swift(Framework):
         return checkpoints[-1] if checkpoints else output_dir
 
     def merge_command(self, weights: Path, config: dict[str, Any], out: Path) -> list[str]:
-        return [str(self.bin("swift")), "export", "--adapters", str(weights), "--merge_lora", "true",
-                "--output_dir", str(out)]  # fmt: skip
+        return [
+            str(self.bin("swift")),
+            "export",
+            "--adapters",
+            str(weights),
+            "--merge_lora",
+            "true",
+            "--output_dir",
+            str(out),
+        ]
 
     def entry_args(self, config_path: Path, meta: RecipeMeta) -> list[str]:
         return ["-m", "finetune.frameworks.trainer.swift.entry", *self.command(meta), str(config_path)]

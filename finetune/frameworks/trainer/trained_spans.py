@@ -10,7 +10,7 @@ def spans(tokenizer, ids: list[int], labels: list[int]) -> list[str]:
     may train another token than the one in the input (LLaMA-Factory's built-in GLM template puts
     `<|endoftext|>` where the text has `<|user|>`), and that is what the model learns."""
     out, current = [], []
-    for _token, label in zip(ids, labels):
+    for _token, label in zip(ids, labels, strict=True):
         if label != IGNORE:
             current.append(label)
         elif current:

@@ -12,7 +12,7 @@ class Glm45Answer(ORM):
     """Verifiable answers: compares each completion's final answer with the row's `solution` column."""
 
     def __call__(self, completions, solution, **kwargs) -> list[float]:
-        return [answer_reward(c, s) for c, s in zip(completions, solution)]
+        return [answer_reward(c, s) for c, s in zip(completions, solution, strict=True)]
 
 
 class Glm45Format(ORM):

@@ -18,8 +18,25 @@ from finetune.errors import FinetuneError
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
 
-TINY_ARGS = ("--tiny", "--device", "cpu", "--model", "glm-4.5-air", "--layers", "2", "--seq-lens", "64,128",
-             "--methods", "lora,full", "--checkpointing", "on,off", "--steps", "2", "--warmup", "1")  # fmt: skip
+TINY_ARGS = (
+    "--tiny",
+    "--device",
+    "cpu",
+    "--model",
+    "glm-4.5-air",
+    "--layers",
+    "2",
+    "--seq-lens",
+    "64,128",
+    "--methods",
+    "lora,full",
+    "--checkpointing",
+    "on,off",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+)
 CPU = Device("cpu", "cpu", "cpu", None, None, None)
 
 
@@ -44,7 +61,11 @@ def test_glm45_slice_keeps_the_real_per_layer_shapes():
     assert make_slice("glm-4.5", 3, dense=1).moe_layers == 2
     air = make_slice("glm-4.5-air", 2)
     assert (air.config["hidden_size"], air.config["n_routed_experts"], air.dense_layers, air.moe_layers) == (
-        4096, 128, 1, 1)  # fmt: skip
+        4096,
+        128,
+        1,
+        1,
+    )
     with pytest.raises(FinetuneError, match="at least 2 layers"):
         make_slice("glm-4.5", 1)
 
@@ -128,8 +149,9 @@ def test_planner_comparison_gives_ratios(tiny_results):
 
 def test_planner_prediction_for_a_real_slice_on_an_h100():
     lora = compare.lora_spec(16, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
-    plan = compare.planned(make_slice("glm-4.5", 2).config, method="lora", checkpointing=True, seq_len=4096,
-                           lora=lora, gpu_key="h100-80gb")  # fmt: skip
+    plan = compare.planned(
+        make_slice("glm-4.5", 2).config, method="lora", checkpointing=True, seq_len=4096, lora=lora, gpu_key="h100-80gb"
+    )
     assert 5e9 < plan.total_params < 7e9  # embeddings, output head, one dense and one MoE layer
     assert plan.static_bytes < plan.memory_bytes
     low, high = plan.tokens_per_s
@@ -182,9 +204,11 @@ def test_records_without_a_device_are_not_read(tmp_path):
 
 
 def test_registering_the_bench_command_imports_no_heavy_library():
-    code = ("import argparse, sys; from finetune.cli import bench; "
-            "bench.register(argparse.ArgumentParser().add_subparsers()); "
-            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import argparse, sys; from finetune.cli import bench; "
+        "bench.register(argparse.ArgumentParser().add_subparsers()); "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -195,9 +219,26 @@ def test_registering_the_bench_command_imports_no_heavy_library():
 @pytest.mark.gpu
 def test_gradient_checkpointing_lowers_peak_memory_on_a_gpu(tmp_path):
     out = tmp_path / "gpu.jsonl"
-    proc = run_cli("bench", "--model", "glm-4.5-air", "--layers", "3", "--dense-layers", "1", "--seq-lens", "4096",
-                   "--methods", "lora", "--checkpointing", "on,off", "--steps", "2", "--out", str(out),
-                   timeout=1200)  # fmt: skip
+    proc = run_cli(
+        "bench",
+        "--model",
+        "glm-4.5-air",
+        "--layers",
+        "3",
+        "--dense-layers",
+        "1",
+        "--seq-lens",
+        "4096",
+        "--methods",
+        "lora",
+        "--checkpointing",
+        "on,off",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r["config"]["checkpointing"]: r for r in records.read([out])}
     assert all(r["device_kind"] == "gpu" and r["status"] == "ok" for r in rows.values())
@@ -220,8 +261,14 @@ def test_out_of_memory_is_recorded_and_longer_sequences_are_skipped(monkeypatch)
 
     monkeypatch.setattr(step, "train_step", small_memory)
     device = Device("cpu", "cpu", "cpu", None, None, memory_bytes=2**19)  # 512 KiB: batched_mm cannot gather
-    matrix = Matrix(methods=("lora",), checkpointing=(True,), seq_lens=(32, 64, 128),
-                    experts_impls=("eager", "batched_mm"), steps=1, warmup=0)  # fmt: skip
+    matrix = Matrix(
+        methods=("lora",),
+        checkpointing=(True,),
+        seq_lens=(32, 64, 128),
+        experts_impls=("eager", "batched_mm"),
+        steps=1,
+        warmup=0,
+    )
     rows = run_matrix(make_slice("glm-4.5-air", 2, tiny=True), matrix, device, None, log=lambda line: None)
     status = {(r["config"]["seq_len"], r["config"]["experts_impl"]): r["status"] for r in rows}
     assert status[(32, "eager")] == "ok"
@@ -240,10 +287,20 @@ def test_replan_recomputes_the_same_figures_with_an_unchanged_planner(tiny_resul
 
 
 def test_framework_step_records_follow_the_same_device_rule():
-    row = {"kind": "framework_step", "device": "cpu", "device_kind": "cpu", "versions": {}, "status": "ok",
-           "recipe": "llamafactory/glm45-air_lora_4xh100", "slice": {"model": "glm-4.5-air", "layers": 2, "tiny": True},
-           "metrics": {"wall_s": 20.0, "peak_device_memory_bytes": None,
-                       "last_log": json.dumps({"loss": 5.7, "current_steps": 2})}}  # fmt: skip
+    row = {
+        "kind": "framework_step",
+        "device": "cpu",
+        "device_kind": "cpu",
+        "versions": {},
+        "status": "ok",
+        "recipe": "llamafactory/glm45-air_lora_4xh100",
+        "slice": {"model": "glm-4.5-air", "layers": 2, "tiny": True},
+        "metrics": {
+            "wall_s": 20.0,
+            "peak_device_memory_bytes": None,
+            "last_log": json.dumps({"loss": 5.7, "current_steps": 2}),
+        },
+    }
     with pytest.raises(report.NotGpuRecords):
         report.render([row])
     text = report.render([row], allow_cpu=True)

@@ -39,8 +39,9 @@ def test_old_bench_spellings_mean_the_new_subcommands(argv, expected):
 
 def test_old_and_new_spelling_print_the_same_plan():
     def run(*argv: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "finetune", *argv], capture_output=True, text=True, cwd=REPO_ROOT,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "finetune", *argv], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 

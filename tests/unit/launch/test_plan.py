@@ -10,8 +10,8 @@ import pytest
 from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
 from finetune.launch.plan import LaunchRequest, plan_launch
-from finetune.paths import DATA_DIR, REPO_ROOT
 from finetune.launch.rundir import claim_run_dir
+from finetune.paths import DATA_DIR, REPO_ROOT
 from tests.conftest import run_cli
 
 GLM45 = "llamafactory/glm45_lora_16xh100"
@@ -19,15 +19,17 @@ GLM45 = "llamafactory/glm45_lora_16xh100"
 
 def test_dry_run_of_the_16_gpu_recipe_on_node_rank_1(tmp_path):
     run_dir = tmp_path / "shared" / "runs" / "glm45-lora"
-    out = run_cli("launch", GLM45, "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.1.2.3",
-                  "--master-port", "29500", "--run-dir", str(run_dir), "--dry-run",
-                  env={"NNODES": "", "NODE_RANK": "", "MASTER_ADDR": "", "NPROC_PER_NODE": ""})
+    cluster = ["--nnodes", "2", "--node-rank", "1", "--master-addr", "10.1.2.3", "--master-port", "29500"]
+    unset = {"NNODES": "", "NODE_RANK": "", "MASTER_ADDR": "", "NPROC_PER_NODE": ""}
+    out = run_cli("launch", GLM45, *cluster, "--run-dir", str(run_dir), "--dry-run", env=unset)
     assert out.returncode == 0, out.stderr
     torchrun = REPO_ROOT / ".venv" / "bin" / "torchrun"
     rdzv_id = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
-    expected = (f"{torchrun} --nnodes 2 --node-rank 1 --nproc-per-node 8 --master-addr 10.1.2.3 --master-port 29500 "
-                f"--rdzv-id {rdzv_id} --rdzv-conf timeout=600 --max-restarts 0 "
-                f"-m finetune.frameworks.trainer.llamafactory.entry {run_dir}/config.yaml")
+    expected = (
+        f"{torchrun} --nnodes 2 --node-rank 1 --nproc-per-node 8 --master-addr 10.1.2.3 --master-port 29500 "
+        f"--rdzv-id {rdzv_id} --rdzv-conf timeout=600 --max-restarts 0 "
+        f"-m finetune.frameworks.trainer.llamafactory.entry {run_dir}/config.yaml"
+    )
     assert out.stdout.strip().splitlines()[-1] == expected
     assert "export OMP_NUM_THREADS=" in out.stdout
     assert "#   model_name_or_path: zai-org/GLM-4.5\n" in out.stdout  # the real checkpoint by default
@@ -37,12 +39,13 @@ def test_dry_run_of_the_16_gpu_recipe_on_node_rank_1(tmp_path):
 
 
 def test_topology_comes_from_the_environment(tmp_path, monkeypatch):
-    for key, value in {"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29999",
-                       "NPROC_PER_NODE": "8"}.items():
+    environ = {"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29999", "NPROC_PER_NODE": "8"}
+    for key, value in environ.items():
         monkeypatch.setenv(key, value)
     plan = plan_launch(LaunchRequest(recipe=GLM45, run_dir=tmp_path / "r"), check=False)
-    assert plan.argv[1:11] == ["--nnodes", "2", "--node-rank", "1", "--nproc-per-node", "8",
-                               "--master-addr", "node0", "--master-port", "29999"]
+    assert (
+        plan.argv[1:11] == "--nnodes 2 --node-rank 1 --nproc-per-node 8 --master-addr node0 --master-port 29999".split()
+    )
     # flags win over the environment
     plan = plan_launch(LaunchRequest(recipe=GLM45, run_dir=tmp_path / "r", node_rank=0), check=False)
     assert plan.topology.node_rank == 0
@@ -68,13 +71,16 @@ def test_multi_node_mistakes_are_explained(kwargs, message, tmp_path, monkeypatc
 def test_model_folder_must_be_glm4_moe(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(FinetuneError, match="model_type `llama`"):
-        plan_launch(LaunchRequest(recipe=GLM45, model=str(tmp_path), nnodes=1, nproc_per_node=1,
-                                  run_dir=tmp_path / "r"), check=False)
+        plan_launch(
+            LaunchRequest(recipe=GLM45, model=str(tmp_path), nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r"),
+            check=False,
+        )
 
 
 def test_overrides_are_typed_and_null_drops_a_key(tmp_path):
-    plan = plan_launch(LaunchRequest(recipe=GLM45, nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r",
-                                     overrides=["learning_rate=5e-5", "bf16=false", "deepspeed=null"]), check=False)
+    overrides = ["learning_rate=5e-5", "bf16=false", "deepspeed=null"]
+    request = LaunchRequest(recipe=GLM45, nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r", overrides=overrides)
+    plan = plan_launch(request, check=False)
     assert plan.config["learning_rate"] == 5e-5 and plan.config["bf16"] is False
     assert "deepspeed" not in plan.config
 

@@ -3,17 +3,14 @@ more GPUs never cost more model-state memory per GPU, longer sequences never cos
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finetune.recipes.models import get_model
+from finetune.frameworks.setup import DeepSpeedSettings, LoraSpec, TrainingSetup
 from finetune.planner import plan_setup, what_if
 from finetune.planner.memory import GIB, PlanInputs, activation_bytes, estimate, fits, logits_bytes, max_seq_len
-from finetune.planner.params import LoraSpec
-from finetune.frameworks.setup import DeepSpeedSettings, TrainingSetup
+from finetune.recipes.models import get_model
 
 NON_EXPERT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MEGATRON_DEFAULT_LORA = LoraSpec(8, ("all-linear",), layout="megatron")  # Megatron-SWIFT's defaults
@@ -21,10 +18,17 @@ MEGATRON_DEFAULT_LORA = LoraSpec(8, ("all-linear",), layout="megatron")  # Megat
 
 def setup(method="lora", lora=None, engine="deepspeed", stage=3, params=None, optimizer=None, **kw) -> TrainingSetup:
     return TrainingSetup(
-        framework="test", engine=engine, method=method, lora=lora if method == "lora" else None, seq_len=4096,
-        micro_batch=1, grad_accum=8, checkpointing=True,
-        deepspeed=DeepSpeedSettings(stage if engine == "deepspeed" else 0, params, optimizer), **kw,
-    )  # fmt: skip
+        framework="test",
+        engine=engine,
+        method=method,
+        lora=lora if method == "lora" else None,
+        seq_len=4096,
+        micro_batch=1,
+        grad_accum=8,
+        checkpointing=True,
+        deepspeed=DeepSpeedSettings(stage if engine == "deepspeed" else 0, params, optimizer),
+        **kw,
+    )
 
 
 def plan(model, nodes, gpus_per_node, gpu="h100-80gb", **kw):
@@ -35,26 +39,50 @@ def plan(model, nodes, gpus_per_node, gpu="h100-80gb", **kw):
 # unfused logits of the reference (its per-token slope shows 10 V / TP) and Megatron-SWIFT's default LoRA.
 MEGATRON = {"engine": "megatron", "sequence_parallel": True, "logits_fused": False}
 REFERENCE_ROWS = [
-    ("LLaMA-Factory LoRA ZeRO-3, GLM-4.5, 16 x H100", lambda: plan("glm-4.5", 2, 8, lora=LoraSpec(16, NON_EXPERT)),
-     (71.8, 85.5, 167), 5600),
-    ("LLaMA-Factory LoRA ZeRO-3, Air, 4 x H100", lambda: plan("glm-4.5-air", 1, 4, lora=LoraSpec(16, NON_EXPERT)),
-     (73.5, 84.1, 148), 5600),
-    ("Megatron-SWIFT LoRA, GLM-4.5, 16 x H100 (TP8 EP16)",
-     lambda: plan("glm-4.5", 2, 8, lora=MEGATRON_DEFAULT_LORA, tp=8, ep=16, **MEGATRON), (49, 51, 61), 79_000),
-    ("Megatron-SWIFT LoRA, Air, 4 x H100 (TP4 EP4)",
-     lambda: plan("glm-4.5-air", 1, 4, lora=MEGATRON_DEFAULT_LORA, tp=4, ep=4, **MEGATRON), (59, 61, 76), 38_000),
-    ("full SFT, GLM-4.5, 128 x H20, Megatron TP4 PP2 EP32",
-     lambda: plan("glm-4.5", 16, 8, "h20-96gb", method="full", tp=4, pp=2, ep=32, **MEGATRON), (81, 85, 104), 21_000),
-    ("full SFT, Air, 32 x H20, Megatron TP2 EP32",
-     lambda: plan("glm-4.5-air", 4, 8, "h20-96gb", method="full", tp=2, ep=32, **MEGATRON), (84, 89, 119), 12_800),
-]  # fmt: skip
+    (
+        "LLaMA-Factory LoRA ZeRO-3, GLM-4.5, 16 x H100",
+        lambda: plan("glm-4.5", 2, 8, lora=LoraSpec(16, NON_EXPERT)),
+        (71.8, 85.5, 167),
+        5600,
+    ),
+    (
+        "LLaMA-Factory LoRA ZeRO-3, Air, 4 x H100",
+        lambda: plan("glm-4.5-air", 1, 4, lora=LoraSpec(16, NON_EXPERT)),
+        (73.5, 84.1, 148),
+        5600,
+    ),
+    (
+        "Megatron-SWIFT LoRA, GLM-4.5, 16 x H100 (TP8 EP16)",
+        lambda: plan("glm-4.5", 2, 8, lora=MEGATRON_DEFAULT_LORA, tp=8, ep=16, **MEGATRON),
+        (49, 51, 61),
+        79_000,
+    ),
+    (
+        "Megatron-SWIFT LoRA, Air, 4 x H100 (TP4 EP4)",
+        lambda: plan("glm-4.5-air", 1, 4, lora=MEGATRON_DEFAULT_LORA, tp=4, ep=4, **MEGATRON),
+        (59, 61, 76),
+        38_000,
+    ),
+    (
+        "full SFT, GLM-4.5, 128 x H20, Megatron TP4 PP2 EP32",
+        lambda: plan("glm-4.5", 16, 8, "h20-96gb", method="full", tp=4, pp=2, ep=32, **MEGATRON),
+        (81, 85, 104),
+        21_000,
+    ),
+    (
+        "full SFT, Air, 32 x H20, Megatron TP2 EP32",
+        lambda: plan("glm-4.5-air", 4, 8, "h20-96gb", method="full", tp=2, ep=32, **MEGATRON),
+        (84, 89, 119),
+        12_800,
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "make", "gib", "longest"), REFERENCE_ROWS, ids=[r[0] for r in REFERENCE_ROWS])
 def test_reference_verdict_table(name, make, gib, longest):
     base = make()
     ours = [what_if(base, seq_len=s).per_gpu_gib for s in (4096, 8192, 32768)]
-    for mine, theirs in zip(ours, gib):
+    for mine, theirs in zip(ours, gib, strict=True):
         assert mine == pytest.approx(theirs, rel=0.05), (name, ours, gib)
     assert base.fits
     # The reference's ceilings mix criteria (some rows keep a reserve, others none); the planner's, with
@@ -105,7 +133,7 @@ def test_longest_sequence_is_the_boundary():
     base = plan("glm-4.5", 2, 8, lora=LoraSpec(16, NON_EXPERT))
     capacity = base.gpu.memory_gib * GIB
     n = base.max_seq_len
-    assert fits(replace(base.inputs, seq_len=n), capacity) and not fits(replace(base.inputs, seq_len=n + 1), capacity)
+    assert fits(base.inputs.changed(seq_len=n), capacity) and not fits(base.inputs.changed(seq_len=n + 1), capacity)
 
 
 # -- properties -------------------------------------------------------------------------------------------------
@@ -124,50 +152,68 @@ def _model_states(x: PlanInputs) -> float:
     return m.weights + m.grads + m.optimizer + m.gathered + m.reference_model
 
 
-deepspeed_inputs = st.fixed_dictionaries({
-    "zero_stage": st.integers(0, 3),
-    "lora": st.booleans(),
-    "offload_optimizer": st.sampled_from([None, "cpu", "nvme"]),
-    "offload_params": st.sampled_from([None, "cpu", "nvme"]),
-    "reference_model": st.booleans(),
-    "gpus_per_node": st.sampled_from([1, 2, 4, 8]),
-})  # fmt: skip
-megatron_inputs = st.fixed_dictionaries({
-    "tp": st.sampled_from([1, 2, 4, 8]), "pp": st.sampled_from([1, 2, 4]), "ep": st.sampled_from([1, 2, 4, 8, 16, 32]),
-    "etp": st.sampled_from([1, 2]), "cp": st.sampled_from([1, 2]), "lora": st.booleans(),
-    "distributed_optimizer": st.booleans(), "reference_model": st.booleans(),
-})  # fmt: skip
+deepspeed_inputs = st.fixed_dictionaries(
+    {
+        "zero_stage": st.integers(0, 3),
+        "lora": st.booleans(),
+        "offload_optimizer": st.sampled_from([None, "cpu", "nvme"]),
+        "offload_params": st.sampled_from([None, "cpu", "nvme"]),
+        "reference_model": st.booleans(),
+        "gpus_per_node": st.sampled_from([1, 2, 4, 8]),
+    }
+)
+megatron_inputs = st.fixed_dictionaries(
+    {
+        "tp": st.sampled_from([1, 2, 4, 8]),
+        "pp": st.sampled_from([1, 2, 4]),
+        "ep": st.sampled_from([1, 2, 4, 8, 16, 32]),
+        "etp": st.sampled_from([1, 2]),
+        "cp": st.sampled_from([1, 2]),
+        "lora": st.booleans(),
+        "distributed_optimizer": st.booleans(),
+        "reference_model": st.booleans(),
+    }
+)
 
 
 def _lora_or_full(x: PlanInputs, lora: bool) -> PlanInputs:
     if lora:
         return x
-    return replace(x, lora=False, trainable_params=x.total_params, trainable_routed_experts=x.routed_expert_params)
+    return x.changed(method="full", trainable_params=x.total_params, trainable_routed_experts=x.routed_expert_params)
 
 
 @settings(max_examples=150, deadline=None)
-@given(model=st.sampled_from(["glm-4.5", "glm-4.5-air"]), knobs=deepspeed_inputs, n=st.integers(1, 32),
-       more=st.integers(1, 8))  # fmt: skip
+@given(
+    model=st.sampled_from(["glm-4.5", "glm-4.5-air"]),
+    knobs=deepspeed_inputs,
+    n=st.integers(1, 32),
+    more=st.integers(1, 8),
+)
 def test_more_gpus_never_increase_model_states_deepspeed(model, knobs, n, more):
     lora = knobs.pop("lora")
     if knobs["zero_stage"] < 3:
         knobs["offload_params"] = None
-    x = _lora_or_full(replace(_base(model), engine="deepspeed", **knobs), lora)
+    x = _lora_or_full(_base(model).changed(engine="deepspeed", **knobs), lora)
     gpn = knobs["gpus_per_node"]
-    fewer, larger = replace(x, gpus=n * gpn), replace(x, gpus=(n + more) * gpn)
+    fewer, larger = x.changed(gpus=n * gpn), x.changed(gpus=(n + more) * gpn)
     assert _model_states(larger) <= _model_states(fewer) * (1 + 1e-12)
 
 
 @settings(max_examples=150, deadline=None)
-@given(model=st.sampled_from(["glm-4.5", "glm-4.5-air"]), knobs=megatron_inputs, k=st.integers(1, 8),
-       more=st.integers(1, 8))  # fmt: skip
+@given(
+    model=st.sampled_from(["glm-4.5", "glm-4.5-air"]),
+    knobs=megatron_inputs,
+    k=st.integers(1, 8),
+    more=st.integers(1, 8),
+)
 def test_more_gpus_never_increase_model_states_megatron(model, knobs, k, more):
     import math
 
     lora = knobs.pop("lora")
-    x = _lora_or_full(replace(_base(model), engine="megatron", zero_stage=0, sequence_parallel=True, **knobs), lora)
-    unit = math.lcm(x.tp * x.pp * x.cp, x.ep * x.etp * x.pp)
-    fewer, larger = replace(x, gpus=k * unit), replace(x, gpus=(k + more) * unit)
+    x = _lora_or_full(_base(model).changed(engine="megatron", zero_stage=0, sequence_parallel=True, **knobs), lora)
+    s = x.setup
+    unit = math.lcm(s.tp * s.pp * s.cp, s.ep * s.etp * s.pp)
+    fewer, larger = x.changed(gpus=k * unit), x.changed(gpus=(k + more) * unit)
     assert _model_states(larger) <= _model_states(fewer) * (1 + 1e-12)
 
 
@@ -185,12 +231,20 @@ def test_more_gpus_never_increase_model_states_megatron(model, knobs, k, more):
     seq=st.integers(1, 131072),
     longer=st.integers(0, 131072),
 )
-def test_longer_sequences_never_decrease_activation_memory(model, engine, checkpointing, fused, tp, pp, cp, micro,
-                                                           accum, seq, longer):  # fmt: skip
+def test_longer_sequences_never_decrease_activation_memory(
+    model, engine, checkpointing, fused, tp, pp, cp, micro, accum, seq, longer
+):
     parallel = {"tp": tp, "pp": pp, "sequence_parallel": True, "gpus": 64} if engine == "megatron" else {}
-    x = replace(_base(model), engine=engine, checkpointing=checkpointing, logits_fused=fused, cp=cp,
-                micro_batch=micro, grad_accum=accum, **parallel)  # fmt: skip
-    short, long_ = replace(x, seq_len=seq), replace(x, seq_len=seq + longer)
+    x = _base(model).changed(
+        engine=engine,
+        checkpointing=checkpointing,
+        logits_fused=fused,
+        cp=cp,
+        micro_batch=micro,
+        grad_accum=accum,
+        **parallel,
+    )
+    short, long_ = x.changed(seq_len=seq), x.changed(seq_len=seq + longer)
     assert activation_bytes(long_) >= activation_bytes(short)
     assert logits_bytes(long_) >= logits_bytes(short)
     assert estimate(long_, 80 * GIB).required >= estimate(short, 80 * GIB).required

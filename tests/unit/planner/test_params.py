@@ -5,19 +5,34 @@ from __future__ import annotations
 
 import pytest
 
+from finetune.frameworks.setup import ROUTED_EXPERT_PARAMETERS, LoraSpec
+from finetune.planner.params import ModelShape, compute_counts, count_params
 from finetune.recipes.models import get_model
-from finetune.planner.params import ROUTED_EXPERT_PARAMETERS, LoraSpec, ModelShape, compute_counts, count_params
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 NON_EXPERT = ATTENTION + ("gate_proj", "up_proj", "down_proj")
 
 # The project reference's table (billions), for the model as loaded by transformers.
 REFERENCE_BUCKETS = {
-    "glm-4.5": {"attention": 12.542, "dense_mlp": 0.566, "routed_experts": 335.964, "shared_experts": 2.100,
-                "router": 0.073, "embeddings": 0.776, "lm_head": 0.776},
-    "glm-4.5-air": {"attention": 5.017, "dense_mlp": 0.134, "routed_experts": 99.657, "shared_experts": 0.779,
-                    "router": 0.024, "embeddings": 0.621, "lm_head": 0.621},
-}  # fmt: skip
+    "glm-4.5": {
+        "attention": 12.542,
+        "dense_mlp": 0.566,
+        "routed_experts": 335.964,
+        "shared_experts": 2.100,
+        "router": 0.073,
+        "embeddings": 0.776,
+        "lm_head": 0.776,
+    },
+    "glm-4.5-air": {
+        "attention": 5.017,
+        "dense_mlp": 0.134,
+        "routed_experts": 99.657,
+        "shared_experts": 0.779,
+        "router": 0.024,
+        "embeddings": 0.621,
+        "lm_head": 0.621,
+    },
+}
 REFERENCE_TOTALS = {"glm-4.5": 352.798, "glm-4.5-air": 106.852}
 REFERENCE_OTHER = {  # one MoE layer (ZeRO-3 leaf), MTP layer, active per token
     "glm-4.5": (3.799, 3.988, 32.856),
@@ -59,6 +74,7 @@ def independent_lora(name: str, r: int, targets: str) -> int:
     total = s.layers * (_lora(r, h, q) + 2 * _lora(r, h, kv) + _lora(r, q, h))
     if targets == "attention":
         return total
+
     def mlp(inter: int) -> int:  # gate and up: h -> inter; down: inter -> h
         return 2 * _lora(r, h, inter) + _lora(r, inter, h)
 
@@ -140,8 +156,9 @@ def test_megatron_layout_fuses_qkv_and_fc1(name):
     per_layer = _lora(r, s.hidden, s.q_dim + 2 * s.kv_dim) + _lora(r, s.q_dim, s.hidden)
     assert counts.trainable == s.layers * per_layer
     everything = count_params(_config(name), LoraSpec(8, ("all-linear",), layout="megatron"))
-    fused_experts = s.moe_layers * s.experts * (_lora(8, s.hidden, 2 * s.moe_intermediate)
-                                                + _lora(8, s.moe_intermediate, s.hidden))  # fmt: skip
+    fused_experts = (
+        s.moe_layers * s.experts * (_lora(8, s.hidden, 2 * s.moe_intermediate) + _lora(8, s.moe_intermediate, s.hidden))
+    )
     assert everything.trainable_routed_experts == fused_experts
 
 

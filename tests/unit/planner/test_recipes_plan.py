@@ -3,18 +3,17 @@ cluster, the launch check refuses what does not fit, and ms-swift configs map on
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
 
+from finetune.catalog import GPUS
 from finetune.errors import FinetuneError
+from finetune.frameworks.setup import ROUTED_EXPERT_PARAMETERS, deepspeed_settings
+from finetune.frameworks.swift.setup import swift_setup
 from finetune.launch.plan import LaunchRequest, plan_launch
 from finetune.planner import check_fits, header_figures, plan_recipe
 from finetune.planner.gpus import CATALOG
-from finetune.planner.params import ROUTED_EXPERT_PARAMETERS
-from finetune.frameworks.setup import deepspeed_settings, swift_setup
-from finetune.catalog import GPUS
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import run_cli
 
@@ -41,7 +40,7 @@ def test_known_verdicts_for_glm45_on_16_h100():
 
 def test_plan_reads_overrides_and_the_deepspeed_json_as_launch_does():
     plan = plan_recipe(GLM45_LORA, ["deepspeed=recipes/deepspeed/zero3_offload.json", "lora_rank=64"])
-    assert plan.inputs.offload_params == "cpu" and plan.inputs.offload_optimizer == "cpu"
+    assert plan.setup.deepspeed.offload_params == "cpu" and plan.setup.deepspeed.offload_optimizer == "cpu"
     assert plan.memory.weights == 0 and plan.memory.host_ram_per_node > 300 * 1024**3
     assert round(plan.trainable_params / 1e6, 1) == 401.1  # rank 64 on the non-expert linears
     with pytest.raises(FinetuneError, match="finetune validate"):
@@ -49,16 +48,32 @@ def test_plan_reads_overrides_and_the_deepspeed_json_as_launch_does():
 
 
 def test_cli_json_carries_the_contract():
-    out = run_cli("plan", GLM45_LORA, "--json", "--tokens", "1e9", "--nodes", "4", "--gpus-per-node", "8",
-                  "--gpu", "h200")  # fmt: skip
+    out = run_cli(
+        "plan", GLM45_LORA, "--json", "--tokens", "1e9", "--nodes", "4", "--gpus-per-node", "8", "--gpu", "h200"
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    for key in ("total_params", "trainable_params", "per_gpu_gib", "per_gpu_breakdown_gib", "fits", "max_seq_len",
-                "host_ram_gib_per_node", "tokens_per_s"):  # fmt: skip
+    for key in (
+        "total_params",
+        "trainable_params",
+        "per_gpu_gib",
+        "per_gpu_breakdown_gib",
+        "fits",
+        "max_seq_len",
+        "host_ram_gib_per_node",
+        "tokens_per_s",
+    ):
         assert key in data, key
     assert data["total_params"] == 352_797_814_784 and data["cluster"]["gpu"] == "h200"
-    assert set(data["per_gpu_breakdown_gib"]) >= {"weights", "grads", "optimizer", "gathered", "activations",
-                                                  "logits", "overhead"}  # fmt: skip
+    assert set(data["per_gpu_breakdown_gib"]) >= {
+        "weights",
+        "grads",
+        "optimizer",
+        "gathered",
+        "activations",
+        "logits",
+        "overhead",
+    }
     assert data["per_gpu_gib"] == pytest.approx(sum(data["per_gpu_breakdown_gib"].values()), abs=0.01)
     low, high = data["tokens_per_s"]
     assert 0 < low < high and data["hours"][0] < data["hours"][1]
@@ -72,8 +87,17 @@ def test_cli_table_says_the_verdict():
 
 
 def _launch(tmp_path, *overrides, model=None):
-    return plan_launch(LaunchRequest(recipe=GLM45_LORA, model=model, overrides=list(overrides), nnodes=2,
-                                     master_addr="node0", run_dir=tmp_path / "run"), check=False)  # fmt: skip
+    return plan_launch(
+        LaunchRequest(
+            recipe=GLM45_LORA,
+            model=model,
+            overrides=list(overrides),
+            nnodes=2,
+            master_addr="node0",
+            run_dir=tmp_path / "run",
+        ),
+        check=False,
+    )
 
 
 def test_launch_check_refuses_what_does_not_fit(tmp_path):
@@ -86,8 +110,9 @@ def test_launch_check_refuses_what_does_not_fit(tmp_path):
     with pytest.raises(FinetuneError, match="No sequence length fits"):
         check_fits(_launch(tmp_path, "finetuning_type=full"))
     # the cluster being launched decides: one node of 8 GPUs cannot hold GLM-4.5's ZeRO-3 shards
-    one_node = plan_launch(LaunchRequest(recipe=GLM45_LORA, nnodes=1, nproc_per_node=8, run_dir=tmp_path / "one"),
-                           check=False)  # fmt: skip
+    one_node = plan_launch(
+        LaunchRequest(recipe=GLM45_LORA, nnodes=1, nproc_per_node=8, run_dir=tmp_path / "one"), check=False
+    )
     with pytest.raises(FinetuneError, match="does not fit 1 x 8"):
         check_fits(one_node)
 
@@ -105,13 +130,6 @@ def test_header_figures_come_from_the_plan():
     assert f"{plan.max_seq_len:,} tokens" in lines[1]
 
 
-def _header_renders_planner_figures() -> bool:
-    import finetune.planner.headers
-
-    return "header_figures" in inspect.getsource(finetune.planner.headers)
-
-
-@pytest.mark.skipif(not _header_renders_planner_figures(), reason="finetune/planner/headers.py does not render them yet")
 @pytest.mark.parametrize("recipe_id", RECIPE_IDS)
 def test_recipe_headers_carry_the_planner_figures(recipe_id):
     recipe = resolve_recipe(recipe_id)
@@ -134,9 +152,17 @@ def test_gpu_catalog_covers_the_recipe_gpus():
 
 
 def test_swift_megatron_keys():
-    config = {"tuner_type": "lora", "target_modules": ["linear_qkv", "linear_proj"], "lora_rank": 32,
-              "tensor_model_parallel_size": 4, "expert_model_parallel_size": 4, "sequence_parallel": True,
-              "recompute_granularity": "full", "max_length": 8192, "micro_batch_size": 1}  # fmt: skip
+    config = {
+        "tuner_type": "lora",
+        "target_modules": ["linear_qkv", "linear_proj"],
+        "lora_rank": 32,
+        "tensor_model_parallel_size": 4,
+        "expert_model_parallel_size": 4,
+        "sequence_parallel": True,
+        "recompute_granularity": "full",
+        "max_length": 8192,
+        "micro_batch_size": 1,
+    }
     s = swift_setup(config, max_positions=MAX_POSITIONS)
     assert s.engine == "megatron" and (s.tp, s.pp, s.ep, s.etp, s.cp) == (4, 1, 4, 1, 1)
     assert s.checkpointing and s.sequence_parallel and s.distributed_optimizer and s.logits_fused
@@ -162,13 +188,26 @@ def test_swift_huggingface_keys_and_deepspeed_presets():
 
 def test_swift_rl_keys():
     dpo_full = swift_setup({"rlhf_type": "dpo", "tuner_type": "full", "max_length": 2048}, max_positions=MAX_POSITIONS)
-    assert dpo_full.reference_model and dpo_full.micro_batch == 2  # chosen + rejected
+    assert dpo_full.reference_model and dpo_full.sequences_per_micro_batch == 2  # chosen + rejected
+    assert dpo_full.micro_batch == 1  # as configured: one pair
     dpo_lora = swift_setup({"rlhf_type": "dpo", "tuner_type": "lora"}, max_positions=MAX_POSITIONS)
     assert not dpo_lora.reference_model  # the base model with the adapter off
-    grpo = swift_setup({"rlhf_type": "grpo", "tuner_type": "full", "beta": 0.0, "max_length": 1024,
-                        "max_completion_length": 2048, "use_vllm": True, "vllm_mode": "colocate",
-                        "vllm_gpu_memory_utilization": 0.4, "vllm_tensor_parallel_size": 4, "sleep_level": 1,
-                        "offload_model": True}, max_positions=MAX_POSITIONS)  # fmt: skip
+    grpo = swift_setup(
+        {
+            "rlhf_type": "grpo",
+            "tuner_type": "full",
+            "beta": 0.0,
+            "max_length": 1024,
+            "max_completion_length": 2048,
+            "use_vllm": True,
+            "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": 0.4,
+            "vllm_tensor_parallel_size": 4,
+            "sleep_level": 1,
+            "offload_model": True,
+        },
+        max_positions=MAX_POSITIONS,
+    )
     assert not grpo.reference_model and grpo.seq_len == 3072 and grpo.logits_tokens == 2048
     assert grpo.rollout_gpu_fraction == 0.4 and grpo.rollout_sleeps and grpo.rollout_weights_to_host
     assert grpo.rollout_tp == 4 and grpo.trainer_offloaded_while_rolling_out
@@ -179,12 +218,18 @@ def test_swift_rl_keys():
 
 
 def test_deepspeed_json_settings():
-    nvme = {"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "buffer_count": 5,
-                                                                 "buffer_size": 1e8},
-                                  "offload_optimizer": {"device": "nvme"}, "sub_group_size": 1e9}}  # fmt: skip
+    nvme = {
+        "zero_optimization": {
+            "stage": 3,
+            "offload_param": {"device": "nvme", "buffer_count": 5, "buffer_size": 1e8},
+            "offload_optimizer": {"device": "nvme"},
+            "sub_group_size": 1e9,
+        }
+    }
     s = deepspeed_settings(nvme)
     assert (s.zero_stage, s.offload_params, s.offload_optimizer) == (3, "nvme", "nvme")
     assert s.param_buffer_bytes == 5 * 10**8 * 2 and s.optimizer_buffer_count == 4
-    stage2 = deepspeed_settings({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"},
-                                                       "offload_optimizer": {"device": "none"}}})  # fmt: skip
+    stage2 = deepspeed_settings(
+        {"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}, "offload_optimizer": {"device": "none"}}}
+    )
     assert (stage2.offload_params, stage2.offload_optimizer) == (None, None)  # ZeRO-2 cannot offload parameters

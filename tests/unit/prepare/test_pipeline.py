@@ -14,30 +14,42 @@ from pathlib import Path
 
 import pytest
 
-from finetune.prepare.datasets import list_datasets, resolve_dataset
+from finetune.cli.prepare import recipe_limit
 from finetune.errors import FinetuneError
-from finetune.prepare.formats import ConvertOptions, RowConverter
+from finetune.prepare.datasets import list_datasets, resolve_dataset
+from finetune.prepare.layouts.base import ConvertOptions
+from finetune.prepare.layouts.convert import RowConverter
 from finetune.prepare.pipeline import PrepareOptions, prepare
 from finetune.prepare.problems import RowProblem
 from tests.conftest import REPO_ROOT, run_cli
 
 SAMPLES = ("chat", "tools", "reasoning", "preference", "rl")
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather.",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 CHAT = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 TOOL_CHAT = {
     "tools": [WEATHER],
     "messages": [
         {"role": "user", "content": "Weather in Rome and Oslo?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
-            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+            ],
+        },
         {"role": "tool", "content": "sunny"},
         {"role": "tool", "content": "rain"},
         {"role": "assistant", "content": "Rome is sunny, Oslo rainy."},
     ],
-}  # fmt: skip
+}
 
 
 def jsonl(path: Path, rows: list) -> Path:
@@ -72,67 +84,108 @@ def test_openai_tool_calls_become_canonical():
 
 
 def test_inline_think_moves_to_reasoning_content_exactly():
-    row = convert({"messages": [{"role": "user", "content": "q"},
-                                {"role": "assistant", "content": "<think>\n a b \n</think>\n\nAnswer."}]})  # fmt: skip
+    row = convert(
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "<think>\n a b \n</think>\n\nAnswer."},
+            ]
+        }
+    )
     assert row["messages"][1] == {"role": "assistant", "content": "\n\nAnswer.", "reasoning_content": "\n a b \n"}
 
 
 def test_sharegpt_with_custom_tags_function_calls_and_joined_observations():
     row = convert(
-        {"conversations": [
-            {"from": "SYS", "value": "Be brief."},
-            {"from": "HUMAN", "value": "Weather in Rome and Oslo?"},
-            {"from": "function_call", "value": json.dumps([{"name": "get_weather", "arguments": {"city": "Rome"}},
-                                                           {"name": "get_weather", "arguments": {"city": "Oslo"}}])},
-            {"from": "observation", "value": "sunny\n</tool_response>\n<tool_response>\nrain"},
-            {"from": "BOT", "value": "Sunny and rainy."},
-        ], "tools": json.dumps([WEATHER])},
+        {
+            "conversations": [
+                {"from": "SYS", "value": "Be brief."},
+                {"from": "HUMAN", "value": "Weather in Rome and Oslo?"},
+                {
+                    "from": "function_call",
+                    "value": json.dumps(
+                        [
+                            {"name": "get_weather", "arguments": {"city": "Rome"}},
+                            {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                        ]
+                    ),
+                },
+                {"from": "observation", "value": "sunny\n</tool_response>\n<tool_response>\nrain"},
+                {"from": "BOT", "value": "Sunny and rainy."},
+            ],
+            "tools": json.dumps([WEATHER]),
+        },
         roles={"SYS": "system", "HUMAN": "user", "BOT": "assistant"},
-    )  # fmt: skip
+    )
     assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant", "tool", "tool", "assistant"]
     assert [m["content"] for m in row["messages"][3:5]] == ["sunny", "rain"]
 
 
 def test_swift_layout_reads_back_text_then_calls():
-    row = convert({"messages": [
-        {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": "<think>plan</think>\nChecking."},
-        {"role": "tool_call", "content": '{"name": "get_weather", "arguments": {"city": "Rome"}}'},
-        {"role": "tool_response", "content": "sunny"},
-        {"role": "assistant", "content": "Sunny."},
-    ], "tools": json.dumps([WEATHER])})  # fmt: skip
+    row = convert(
+        {
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {"role": "assistant", "content": "<think>plan</think>\nChecking."},
+                {"role": "tool_call", "content": '{"name": "get_weather", "arguments": {"city": "Rome"}}'},
+                {"role": "tool_response", "content": "sunny"},
+                {"role": "assistant", "content": "Sunny."},
+            ],
+            "tools": json.dumps([WEATHER]),
+        }
+    )
     msg = row["messages"][1]
     assert (msg["reasoning_content"], msg["content"], len(msg["tool_calls"])) == ("plan", "\nChecking.", 1)
 
 
 def test_alpaca_with_history_and_system():
-    row = convert({"instruction": "Translate", "input": "chat", "output": "cat", "system": "S",
-                   "history": [["hi", "hello"]]})  # fmt: skip
+    row = convert(
+        {"instruction": "Translate", "input": "chat", "output": "cat", "system": "S", "history": [["hi", "hello"]]}
+    )
     assert row["messages"] == [
-        {"role": "system", "content": "S"}, {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "hello"}, {"role": "user", "content": "Translate\nchat"},
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "Translate\nchat"},
         {"role": "assistant", "content": "cat"},
-    ]  # fmt: skip
+    ]
 
 
-@pytest.mark.parametrize("row", [
-    {"messages": [{"role": "user", "content": "q"}], "chosen": {"role": "assistant", "content": "good"},
-     "rejected": {"role": "assistant", "content": "bad"}},
-    {"prompt": "q", "chosen": "good", "rejected": "bad"},
-    {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
-     "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]},
-    {"instruction": "q", "chosen": "good", "rejected": "bad"},
-    {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
-     "rejected_response": "bad"},
-    {"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "gpt", "value": "good"},
-     "rejected": {"from": "gpt", "value": "bad"}},
-], ids=["openai", "trl-prompt", "trl-conversations", "alpaca", "swift", "sharegpt"])  # fmt: skip
+@pytest.mark.parametrize(
+    "row",
+    [
+        {
+            "messages": [{"role": "user", "content": "q"}],
+            "chosen": {"role": "assistant", "content": "good"},
+            "rejected": {"role": "assistant", "content": "bad"},
+        },
+        {"prompt": "q", "chosen": "good", "rejected": "bad"},
+        {
+            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}],
+        },
+        {"instruction": "q", "chosen": "good", "rejected": "bad"},
+        {
+            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+            "rejected_response": "bad",
+        },
+        {
+            "conversations": [{"from": "human", "value": "q"}],
+            "chosen": {"from": "gpt", "value": "good"},
+            "rejected": {"from": "gpt", "value": "bad"},
+        },
+    ],
+    ids=["openai", "trl-prompt", "trl-conversations", "alpaca", "swift", "sharegpt"],
+)
 def test_preference_layouts_agree(row):
     converted = RowConverter(ConvertOptions()).convert(row, "auto")
     assert converted.kind == "preference"
-    assert converted.row == {"messages": [{"role": "user", "content": "q"}], "tools": [],
-                             "chosen": {"role": "assistant", "content": "good"},
-                             "rejected": {"role": "assistant", "content": "bad"}}  # fmt: skip
+    assert converted.row == {
+        "messages": [{"role": "user", "content": "q"}],
+        "tools": [],
+        "chosen": {"role": "assistant", "content": "good"},
+        "rejected": {"role": "assistant", "content": "bad"},
+    }
 
 
 def test_rl_prompts_keep_reference_fields_and_map_renames():
@@ -140,8 +193,12 @@ def test_rl_prompts_keep_reference_fields_and_map_renames():
         {"question": "2+2?", "answer": "4", "difficulty": 1}, "auto"
     )
     assert converted.kind == "rl"
-    assert converted.row == {"messages": [{"role": "user", "content": "2+2?"}], "tools": [], "solution": "4",
-                             "difficulty": 1}  # fmt: skip
+    assert converted.row == {
+        "messages": [{"role": "user", "content": "2+2?"}],
+        "tools": [],
+        "solution": "4",
+        "difficulty": 1,
+    }
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------------
@@ -152,8 +209,16 @@ def test_every_container_gives_the_same_canonical_rows(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [CHAT, {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "é, \"x\"\n2"},
-                                {"role": "assistant", "content": "ok"}]}]  # fmt: skip
+    rows = [
+        CHAT,
+        {
+            "messages": [
+                {"role": "system", "content": "S"},
+                {"role": "user", "content": 'é, "x"\n2'},
+                {"role": "assistant", "content": "ok"},
+            ]
+        },
+    ]
     flat = [{"messages": json.dumps(r["messages"], ensure_ascii=False)} for r in rows]
     inputs = {
         "jsonl": jsonl(tmp_path / "a.jsonl", rows),
@@ -189,15 +254,17 @@ def test_several_files_and_folders_at_once(tmp_path):
     single = jsonl(tmp_path / "c.jsonl", [{"instruction": "x", "output": "y"}])
     result = run(tmp_path, [tmp_path / "dir", single])
     manifest = result.dataset.manifest
-    assert manifest["counts"]["kept"] == 3
-    assert [s["rows_read"] for s in manifest["sources"]] == [1, 1, 1]
-    assert manifest["statistics"]["layouts"] == {"alpaca": 1, "openai": 2}
+    assert manifest.counts.kept == 3
+    assert [s.rows_read for s in manifest.sources] == [1, 1, 1]
+    assert manifest.statistics.layouts == {"alpaca": 1, "openai": 2}
 
 
 def test_json_array_streams_elements_and_reports_their_lines(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text('[\n  {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},\n'
-                    '  {"messages": [{"role": "user", "content": "q"}]}\n]\n')  # fmt: skip
+    path.write_text(
+        '[\n  {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},\n'
+        '  {"messages": [{"role": "user", "content": "q"}]}\n]\n'
+    )
     with pytest.raises(FinetuneError, match=r"a\.json:3: messages: no assistant turn"):
         run(tmp_path, [path])
 
@@ -205,36 +272,79 @@ def test_json_array_streams_elements_and_reports_their_lines(tmp_path):
 # -- the broken-input corpus ---------------------------------------------------------------------------------------
 
 GOOD_LINE = json.dumps(CHAT)
+
+
+def lines(*rows: dict) -> bytes:
+    """The rows as a JSONL file's bytes."""
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def chat(*turns: tuple[str, str]) -> dict:
+    """A row of (role, content) messages."""
+    return {"messages": [{"role": role, "content": content} for role, content in turns]}
+
+
+BAD_ARGUMENTS = {"type": "function", "function": {"name": "get_weather", "arguments": "{city: Rome"}}
 BROKEN = {
     # name: (file name, bytes, line of the problem or None for the file, what the message says)
     "truncated_json_line": ("t.jsonl", (GOOD_LINE + "\n" + GOOD_LINE[:40] + "\n").encode(), 2, "looks truncated"),
-    "wrong_role_order": ("o.jsonl", (json.dumps({"messages": [
-        {"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]})
-        + "\n").encode(), 1, "two user messages in a row"),
-    "undeclared_tool": ("u.jsonl", (json.dumps({**TOOL_CHAT, "tools": [
-        {"type": "function", "function": {"name": "get_wether"}}]}) + "\n").encode(), 1,
-        "calls `get_weather`, which is not a declared tool"),
-    "arguments_not_json": ("j.jsonl", (json.dumps({**TOOL_CHAT, "messages": [TOOL_CHAT["messages"][0], {
-        "role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": "{city: Rome"}}]},
-        {"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]}) + "\n").encode(), 1,
-        "arguments are not valid JSON"),
-    "tools_typed_differently": ("d.jsonl", (json.dumps(TOOL_CHAT) + "\n" + json.dumps(
-        {**TOOL_CHAT, "tools": json.dumps([WEATHER])}) + "\n").encode(), 2, "typed differently across rows"),
+    "wrong_role_order": (
+        "o.jsonl",
+        lines(chat(("user", "a"), ("user", "b"), ("assistant", "c"))),
+        1,
+        "two user messages in a row",
+    ),
+    "undeclared_tool": (
+        "u.jsonl",
+        lines({**TOOL_CHAT, "tools": [{"type": "function", "function": {"name": "get_wether"}}]}),
+        1,
+        "calls `get_weather`, which is not a declared tool",
+    ),
+    "arguments_not_json": (
+        "j.jsonl",
+        lines(
+            {
+                **TOOL_CHAT,
+                "messages": [
+                    TOOL_CHAT["messages"][0],
+                    {"role": "assistant", "content": "", "tool_calls": [BAD_ARGUMENTS]},
+                    *chat(("tool", "x"), ("assistant", "y"))["messages"],
+                ],
+            }
+        ),
+        1,
+        "arguments are not valid JSON",
+    ),
+    "tools_typed_differently": (
+        "d.jsonl",
+        lines(TOOL_CHAT, {**TOOL_CHAT, "tools": json.dumps([WEATHER])}),
+        2,
+        "typed differently across rows",
+    ),
     "empty_file": ("e.jsonl", b"", None, "the file is empty"),
     "binary_file": ("b.jsonl", bytes(range(256)) * 4, None, "binary file"),
     "unknown_format": ("f.jsonl", b'{"text": "hello", "label": 1}\n', 1, "unknown format"),
     "non_utf8": ("n.jsonl", GOOD_LINE.replace("Hello!", "caf\xe9").encode("latin-1") + b"\n", 1, "not UTF-8"),
-    "unanswered_tool_call": ("a.jsonl", (json.dumps({**TOOL_CHAT, "messages": TOOL_CHAT["messages"][:2]}) + "\n")
-                             .encode(), 1, "never answered"),
-    "unbalanced_think": ("k.jsonl", (json.dumps({"messages": [{"role": "user", "content": "q"}, {
-        "role": "assistant", "content": "<think>never closed"}]}) + "\n").encode(), 1, "unbalanced think tags"),
-    "empty_turn": ("m.jsonl", (json.dumps({"messages": [{"role": "user", "content": " "},
-                                                        {"role": "assistant", "content": "a"}]}) + "\n").encode(),
-                   1, "an empty user message"),
-    "truncated_json_array": ("r.json", b'[{"messages": [{"role": "user", "content": "q"}, {"role": "ass', 1,
-                             "looks truncated"),
-}  # fmt: skip
+    "unanswered_tool_call": (
+        "a.jsonl",
+        lines({**TOOL_CHAT, "messages": TOOL_CHAT["messages"][:2]}),
+        1,
+        "never answered",
+    ),
+    "unbalanced_think": (
+        "k.jsonl",
+        lines(chat(("user", "q"), ("assistant", "<think>never closed"))),
+        1,
+        "unbalanced think tags",
+    ),
+    "empty_turn": ("m.jsonl", lines(chat(("user", " "), ("assistant", "a"))), 1, "an empty user message"),
+    "truncated_json_array": (
+        "r.json",
+        b'[{"messages": [{"role": "user", "content": "q"}, {"role": "ass',
+        1,
+        "looks truncated",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
@@ -270,11 +380,11 @@ def test_skip_invalid_writes_every_broken_input_with_its_reason(tmp_path):
         assert entries[0]["fix"]
         if line:
             assert entries[0]["location"].endswith(f":{line}"), entries[0]
-    counts = result.dataset.manifest["counts"]
+    counts = result.dataset.manifest.counts
     # the good file's two rows, plus the good first rows of the truncated-line and typed-differently files
     whole_files = [n for n, (_, _, line, _) in BROKEN.items() if line is None]
-    assert (counts["rejected"], counts["rejected_files"]) == (len(BROKEN) - len(whole_files), len(whole_files))
-    assert counts["kept"] == 4 and counts["read"] == counts["kept"] + counts["rejected"]
+    assert (counts.rejected, counts.rejected_files) == (len(BROKEN) - len(whole_files), len(whole_files))
+    assert counts.kept == 4 and counts.read == counts.kept + counts.rejected
     assert result.rejected_examples and len(read(result.dataset.canonical_train)) == 4
 
 
@@ -288,35 +398,61 @@ def test_all_rows_rejected_is_an_error(tmp_path):
 # -- validation rules -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("row, what", [
-    ({"messages": [{"role": "assistant", "content": "a"}]}, "must start with a user message"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-                   {"role": "system", "content": "s"}, {"role": "user", "content": "q2"},
-                   {"role": "assistant", "content": "a2"}]}, "system message after the start"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-                   {"role": "assistant", "content": "b"}]}, "two assistant messages in a row"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "r"},
-                   {"role": "assistant", "content": "a"}]}, "answers no tool call"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "",
-                                                      "reasoning_content": "hmm"}]}, "reasoning but no answer"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a <think>x</think>"}]},
-     "does not open the message"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x</think>a"}]},
-     "without an opening"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>x</think>a",
-                                                      "reasoning_content": "y"}]}, "reasoning is given twice"),
+def with_calls(*calls: dict) -> dict:
+    """TOOL_CHAT's question, an assistant turn making `calls`, a result and an answer."""
+    turn = {"role": "assistant", "content": "", "tool_calls": list(calls)}
+    return {
+        **TOOL_CHAT,
+        "messages": [TOOL_CHAT["messages"][0], turn, *chat(("tool", "r"), ("assistant", "a"))["messages"]],
+    }
+
+
+LIST_ARGUMENTS = {"type": "function", "function": {"name": "get_weather", "arguments": "[1, 2]"}}
+IMAGE = [{"type": "image_url", "image_url": {"url": "x"}}]
+RULES = [
+    (chat(("assistant", "a")), "must start with a user message"),
+    (
+        chat(("user", "q"), ("assistant", "a"), ("system", "s"), ("user", "q2"), ("assistant", "a2")),
+        "system message after the start",
+    ),
+    (chat(("user", "q"), ("assistant", "a"), ("assistant", "b")), "two assistant messages in a row"),
+    (chat(("user", "q"), ("tool", "r"), ("assistant", "a")), "answers no tool call"),
+    (
+        {
+            "messages": [
+                *chat(("user", "q"))["messages"],
+                {"role": "assistant", "content": "", "reasoning_content": "hmm"},
+            ]
+        },
+        "reasoning but no answer",
+    ),
+    (chat(("user", "q"), ("assistant", "a <think>x</think>")), "does not open the message"),
+    (chat(("user", "q"), ("assistant", "x</think>a")), "without an opening"),
+    (
+        {
+            "messages": [
+                *chat(("user", "q"))["messages"],
+                {"role": "assistant", "content": "<think>x</think>a", "reasoning_content": "y"},
+            ]
+        },
+        "reasoning is given twice",
+    ),
     ({**TOOL_CHAT, "messages": [*TOOL_CHAT["messages"][:3], TOOL_CHAT["messages"][4]]}, "never answered"),
-    ({**TOOL_CHAT, "messages": [TOOL_CHAT["messages"][0], {"role": "assistant", "content": "", "tool_calls": [
-        {"type": "function", "function": {"name": "get_weather", "arguments": "[1, 2]"}}]},
-        {"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}]}, "must be a JSON object"),
-    ({"messages": [{"role": "user", "content": "q"}], "chosen": "same", "rejected": "same"}, "the same answer"),
-    ({"chosen": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}],
-      "rejected": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]}, "do not share a prompt"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
-                   {"role": "assistant", "content": "a"}]}, "only text content"),
-    ({"messages": [{"role": "narrator", "content": "q"}, {"role": "assistant", "content": "a"}]},
-     "unknown role `narrator`"),
-], ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
+    (with_calls(LIST_ARGUMENTS), "must be a JSON object"),
+    ({**chat(("user", "q")), "chosen": "same", "rejected": "same"}, "the same answer"),
+    (
+        {
+            "chosen": chat(("user", "q1"), ("assistant", "a"))["messages"],
+            "rejected": chat(("user", "q2"), ("assistant", "b"))["messages"],
+        },
+        "do not share a prompt",
+    ),
+    (chat(("user", IMAGE), ("assistant", "a")), "only text content"),
+    (chat(("narrator", "q"), ("assistant", "a")), "unknown role `narrator`"),
+]
+
+
+@pytest.mark.parametrize("row, what", RULES, ids=lambda v: v if isinstance(v, str) else "")
 def test_validation_rules(row, what):
     from finetune.prepare.validate import validate_row
 
@@ -343,17 +479,30 @@ def test_rl_reference_fields_must_keep_one_type(tmp_path):
 
 
 def test_outputs_layout_and_manifest(tmp_path):
-    path = jsonl(tmp_path / "a.jsonl", [{"messages": [{"role": "user", "content": f"q{i}"},
-                                                      {"role": "assistant", "content": "a"}]} for i in range(200)])  # fmt: skip
+    path = jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+            for i in range(200)
+        ],
+    )
     ds = run(tmp_path, [path], name="mine", val_ratio=0.2).dataset
     files = sorted(str(p.relative_to(ds.root)) for p in ds.root.rglob("*") if p.is_file())
-    assert files == ["canonical/train.jsonl", "canonical/val.jsonl", "dataset_info.json", "llamafactory/train.jsonl",
-                     "llamafactory/val.jsonl", "manifest.json", "swift/train.jsonl", "swift/val.jsonl"]  # fmt: skip
+    assert files == [
+        "canonical/train.jsonl",
+        "canonical/val.jsonl",
+        "dataset_info.json",
+        "llamafactory/train.jsonl",
+        "llamafactory/val.jsonl",
+        "manifest.json",
+        "swift/train.jsonl",
+        "swift/val.jsonl",
+    ]
     m = ds.manifest
-    assert m["counts"]["train"] + m["counts"]["val"] == 200 and 20 < m["counts"]["val"] < 60
-    assert m["content_hash"].startswith("sha256:") and m["kind"] == "sft"
-    for rel, info in m["outputs"].items():
-        assert len((ds.root / rel).read_text().splitlines()) == info["rows"]
+    assert m.counts.train + m.counts.val == 200 and 20 < m.counts.val < 60
+    assert m.content_hash.startswith("sha256:") and m.kind == "sft"
+    for rel, info in m.outputs.items():
+        assert len((ds.root / rel).read_text().splitlines()) == info.rows
     registry = json.loads((ds.root / "dataset_info.json").read_text())
     assert set(registry) == {"mine", "mine_val"}
     assert registry["mine_val"]["file_name"] == "llamafactory/val.jsonl"
@@ -370,10 +519,10 @@ def test_outputs_layout_and_manifest(tmp_path):
 def test_duplicates_are_reported_and_dropped_on_request(tmp_path):
     path = jsonl(tmp_path / "a.jsonl", [CHAT, TOOL_CHAT, CHAT, CHAT])
     kept = run(tmp_path, [path], name="keep")
-    assert (kept.dataset.manifest["counts"]["duplicates"], kept.dataset.manifest["counts"]["kept"]) == (2, 4)
+    assert (kept.dataset.manifest.counts.duplicates, kept.dataset.manifest.counts.kept) == (2, 4)
     assert kept.duplicate_examples[0].startswith(f"{path}:3")
     dropped = run(tmp_path, [path], name="drop", dedupe=True)
-    assert (dropped.dataset.manifest["counts"]["duplicates_dropped"], dropped.dataset.manifest["counts"]["kept"]) == (
+    assert (dropped.dataset.manifest.counts.duplicates_dropped, dropped.dataset.manifest.counts.kept) == (
         2,
         2,
     )
@@ -392,14 +541,17 @@ def test_second_run_is_a_no_op_and_a_different_dataset_is_never_overwritten(tmp_
     with pytest.raises(FinetuneError, match="never overwritten"):
         run(tmp_path, [path.with_name("a.jsonl")], val_ratio=0.5)  # other options: a different dataset too
     replaced = run(tmp_path, [path], force=True)
-    assert replaced.status == "replaced" and replaced.dataset.manifest["counts"]["kept"] == 2
+    assert replaced.status == "replaced" and replaced.dataset.manifest.counts.kept == 2
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
 def test_resolve_and_list_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("FINETUNE_DATA_ROOT", str(tmp_path / "root"))
-    prepare(PrepareOptions(inputs=[str(jsonl(tmp_path / "a.jsonl", [CHAT]))], name="alpha", token_stats=False,
-                           progress=False))  # fmt: skip
+    prepare(
+        PrepareOptions(
+            inputs=[str(jsonl(tmp_path / "a.jsonl", [CHAT]))], name="alpha", token_stats=False, progress=False
+        )
+    )
     assert list_datasets() == ["alpha"]
     assert resolve_dataset("alpha").kind == "sft"
     with pytest.raises(FinetuneError, match=r"No prepared dataset `alpah`.*Did you mean `alpha`.*alpha"):
@@ -416,12 +568,16 @@ def test_rl_dataset_has_no_llamafactory_form(tmp_path):
 
 def test_token_stats_count_rows_over_the_recipe_sequence_length(tmp_path):
     long = {"messages": [{"role": "user", "content": "x" * 5000}, {"role": "assistant", "content": "ok"}]}
-    result = run(tmp_path, [jsonl(tmp_path / "a.jsonl", [CHAT, long])], token_stats=True,
-                 recipe="llamafactory/glm45-air_lora_4xh100")  # fmt: skip
-    stats = result.dataset.manifest["token_stats"]
-    assert stats["seq_len"] == 4096 and stats["rows_over_seq_len"] == 1
-    assert stats["examples_over_seq_len"][0].startswith("canonical/train.jsonl:")
-    assert stats["lengths"]["max"] > 5000 and "upper bound" in stats["tokenizer"]
+    result = run(
+        tmp_path,
+        [jsonl(tmp_path / "a.jsonl", [CHAT, long])],
+        token_stats=True,
+        limit=recipe_limit("llamafactory/glm45-air_lora_4xh100"),
+    )
+    stats = result.dataset.manifest.token_stats
+    assert stats.seq_len == 4096 and stats.rows_over_seq_len == 1
+    assert stats.examples_over_seq_len[0].startswith("canonical/train.jsonl:")
+    assert stats.lengths.max > 5000 and "upper bound" in stats.tokenizer
 
 
 # -- samples, CLI, benchmark ----------------------------------------------------------------------------------------
@@ -434,17 +590,30 @@ def test_bundled_samples_are_prepared_and_up_to_date(sample, monkeypatch, tmp_pa
     assert (folder / "manifest.json").is_file(), (
         f"run: python -m finetune prepare data/samples/{sample}.jsonl --name sample_{sample}"
     )
-    result = prepare(PrepareOptions(inputs=[f"data/samples/{sample}.jsonl"], name=f"sample_{sample}",
-                                    out_root=REPO_ROOT / "data" / "prepared", progress=False))  # fmt: skip
+    result = prepare(
+        PrepareOptions(
+            inputs=[f"data/samples/{sample}.jsonl"],
+            name=f"sample_{sample}",
+            out_root=REPO_ROOT / "data" / "prepared",
+            progress=False,
+        )
+    )
     assert result.status == "unchanged", f"data/prepared/sample_{sample} is out of date: prepare it with --force"
-    counts = result.dataset.manifest["counts"]
-    assert 20 <= counts["kept"] <= 40 and counts["rejected"] == 0
-    assert result.dataset.manifest["sources"][0]["path"] == f"data/samples/{sample}.jsonl"
+    counts = result.dataset.manifest.counts
+    assert 20 <= counts.kept <= 40 and counts.rejected == 0
+    assert result.dataset.manifest.sources[0].path == f"data/samples/{sample}.jsonl"
     # the committed files are what today's code writes (a change to the writers must re-prepare the samples)
-    fresh = prepare(PrepareOptions(inputs=[f"data/samples/{sample}.jsonl"], name=f"sample_{sample}",
-                                   out_root=tmp_path, token_stats=False, progress=False)).dataset  # fmt: skip
-    assert fresh.manifest["outputs"] == result.dataset.manifest["outputs"]
-    assert fresh.manifest["statistics"] == result.dataset.manifest["statistics"]
+    fresh = prepare(
+        PrepareOptions(
+            inputs=[f"data/samples/{sample}.jsonl"],
+            name=f"sample_{sample}",
+            out_root=tmp_path,
+            token_stats=False,
+            progress=False,
+        )
+    ).dataset
+    assert fresh.manifest.outputs == result.dataset.manifest.outputs
+    assert fresh.manifest.statistics == result.dataset.manifest.statistics
 
 
 def test_cli_reports_the_first_bad_row_and_exits_2(tmp_path):
@@ -453,8 +622,17 @@ def test_cli_reports_the_first_bad_row_and_exits_2(tmp_path):
     proc = run_cli("prepare", str(path), "--name", "x", "--out-root", str(tmp_path / "out"), "--no-token-stats")
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {path}:1: messages[1].role: a user message out of order"), proc.stderr
-    proc = run_cli("prepare", str(path), str(jsonl(tmp_path / "ok.jsonl", [CHAT])), "--name", "x", "--out-root",
-                   str(tmp_path / "out"), "--no-token-stats", "--skip-invalid")  # fmt: skip
+    proc = run_cli(
+        "prepare",
+        str(path),
+        str(jsonl(tmp_path / "ok.jsonl", [CHAT])),
+        "--name",
+        "x",
+        "--out-root",
+        str(tmp_path / "out"),
+        "--no-token-stats",
+        "--skip-invalid",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "kept" in proc.stdout and "rejected" in proc.stdout and "rejects.jsonl" in proc.stdout
 
@@ -462,8 +640,13 @@ def test_cli_reports_the_first_bad_row_and_exits_2(tmp_path):
 def test_benchmark_script_runs_at_small_scale(tmp_path):
     proc = subprocess.run(
         [sys.executable, "bench/prepare_bench.py", "--rows", "400", "--workdir", str(tmp_path)],
-        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ},
-    )  # fmt: skip
+        check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| 400 |" in proc.stdout and "rows/s" in proc.stdout
     assert "rejected 0" in proc.stderr

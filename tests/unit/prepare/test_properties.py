@@ -15,7 +15,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finetune.prepare.formats import LF_RESULT_SEPARATOR, ConvertOptions, RowConverter
+from finetune.prepare.layouts.base import ConvertOptions
+from finetune.prepare.layouts.convert import RowConverter
+from finetune.prepare.layouts.messages import LF_RESULT_SEPARATOR
 from finetune.prepare.validate import validate_row
 from finetune.prepare.writers import llamafactory_row, swift_row
 
@@ -47,10 +49,15 @@ def conversations(draw):
         messages.append({"role": "user", "content": draw(words)})
         for _ in range(draw(st.integers(0, 2))):
             calls = [
-                {"type": "function", "function": {"name": draw(st.sampled_from(tool_names)),
-                                                  "arguments": draw(st.dictionaries(text, json_values, max_size=3))}}
+                {
+                    "type": "function",
+                    "function": {
+                        "name": draw(st.sampled_from(tool_names)),
+                        "arguments": draw(st.dictionaries(text, json_values, max_size=3)),
+                    },
+                }
                 for _ in range(draw(st.integers(1, 3)))
-            ]  # fmt: skip
+            ]
             msg = {"role": "assistant", "content": draw(text)}
             if draw(st.booleans()):
                 msg["reasoning_content"] = draw(words)
@@ -129,8 +136,9 @@ def test_sharegpt_rows_convert_exactly(conv):
             turns.append({"from": "observation", "value": LF_RESULT_SEPARATOR.join(results)})
             results = []
         if m.get("tool_calls"):
-            calls = json.dumps([{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
-                                for c in m["tool_calls"]])  # fmt: skip
+            calls = json.dumps(
+                [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in m["tool_calls"]]
+            )
             prefix = inline(m)
             turns.append(
                 {"from": "function_call", "value": f"{prefix}<tool_call>{calls}</tool_call>" if prefix else calls}
@@ -171,6 +179,8 @@ def test_alpaca_rows_convert_exactly(history, instruction, extra, output, system
     messages = [{"role": "system", "content": system}] if system is not None else []
     for q, a in history:
         messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    messages += [{"role": "user", "content": instruction + (f"\n{extra}" if extra else "")},
-                 {"role": "assistant", "content": output}]  # fmt: skip
+    messages += [
+        {"role": "user", "content": instruction + (f"\n{extra}" if extra else "")},
+        {"role": "assistant", "content": output},
+    ]
     assert convert(row) == {"messages": messages, "tools": []}

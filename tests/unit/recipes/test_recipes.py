@@ -9,9 +9,9 @@ import pytest
 
 from finetune.errors import FinetuneError
 from finetune.frameworks.trainer.deepspeed_check import check_deepspeed
-from finetune.planner.headers import render_header
 from finetune.launch.plan import LaunchRequest, plan_launch
 from finetune.paths import DEEPSPEED_DIR
+from finetune.planner.headers import render_header
 from finetune.recipes.recipe import all_recipes, load_recipe_file, recipe_paths, resolve_recipe
 
 RECIPE_IDS = [f"{p.parent.name}/{p.stem}" for p in recipe_paths()]
@@ -57,8 +57,16 @@ def test_deepspeed_rejects_bad_keys():
 
 
 def _plan(air_replica, tmp_path, **kwargs):
-    return plan_launch(LaunchRequest(recipe="llamafactory/glm45-air_lora_4xh100", model=str(air_replica),
-                                     run_dir=tmp_path / "run", nnodes=1, nproc_per_node=1, **kwargs))
+    return plan_launch(
+        LaunchRequest(
+            recipe="llamafactory/glm45-air_lora_4xh100",
+            model=str(air_replica),
+            run_dir=tmp_path / "run",
+            nnodes=1,
+            nproc_per_node=1,
+            **kwargs,
+        )
+    )
 
 
 def test_unknown_dataset_is_rejected_with_a_suggestion(air_replica, tmp_path):
@@ -91,4 +99,10 @@ def test_recipes_list_as_json():
     assert set(rows) == {r.id for r in all_recipes()}
     air = rows["llamafactory/glm45-air_lora_4xh100"]
     assert (air["framework"], air["model"], air["method"], air["nodes"], air["gpus_per_node"], air["seq_len"]) == (
-        "llamafactory", "glm-4.5-air", "lora", 1, 4, 4096)
+        "llamafactory",
+        "glm-4.5-air",
+        "lora",
+        1,
+        4,
+        4096,
+    )

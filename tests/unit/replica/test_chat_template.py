@@ -6,13 +6,12 @@ checkout cannot pass silently.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
-from tests.conftest import REFERENCE_DIR
 from finetune.replica.tokenizer import EOS_TOKENS, SPECIAL_TOKENS, build_tokenizer, vocab_size_padded
+from tests.conftest import REFERENCE_DIR
 
 VECTORS_PATH = REFERENCE_DIR / "glm45-chat-template-vectors.jsonl"
 
@@ -55,10 +54,14 @@ def test_parallel_calls_earlier_reasoning_and_system_with_tools(tok, vectors):
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
         {"role": "assistant", "reasoning_content": "old thought", "content": "Hello."},
         {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": "<think>\nplan\n</think>\n", "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": {"location": "Paris"}}},
-            {"name": "get_weather", "arguments": {"location": "Rome", "days": 2, "units": ["C", "é"]}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "<think>\nplan\n</think>\n",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"location": "Paris"}}},
+                {"name": "get_weather", "arguments": {"location": "Rome", "days": 2, "units": ["C", "é"]}},
+            ],
+        },
         {"role": "tool", "content": "sunny"},
         {"role": "tool", "content": "rain"},
     ]
@@ -70,21 +73,25 @@ def test_parallel_calls_earlier_reasoning_and_system_with_tools(tok, vectors):
         + "<|user|>\nWeather?/nothink<|assistant|>\n<think>plan</think>"
         + "\n<tool_call>get_weather\n<arg_key>location</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>"
         + "\n<tool_call>get_weather\n<arg_key>location</arg_key>\n<arg_value>Rome</arg_value>"
-        + '\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n<arg_key>units</arg_key>\n<arg_value>["C", "é"]</arg_value>'
+        + "\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>"
+        + '\n<arg_key>units</arg_key>\n<arg_value>["C", "é"]</arg_value>'
         + "\n</tool_call><|observation|>\n<tool_response>\nsunny\n</tool_response>"
         + "\n<tool_response>\nrain\n</tool_response><|assistant|>\n<think></think>"
     )
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "plain ascii, with  double spaces and trailing space ",
-    "héllo wörld — 世界 🤖🏳️‍🌈 \u0000\u00ff\ufeff",
-    "\n\n\tleading and trailing whitespace\r\n",
-    "[gMASK]<sop><|user|>\nhi/nothink<|assistant|>\n<think>x</think>\n<tool_call>f\n</tool_call><|endoftext|>",
-    "".join(SPECIAL_TOKENS),
-    "<|user|<|user|>>",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain ascii, with  double spaces and trailing space ",
+        "héllo wörld — 世界 🤖🏳️‍🌈 \u0000\u00ff\ufeff",
+        "\n\n\tleading and trailing whitespace\r\n",
+        "[gMASK]<sop><|user|>\nhi/nothink<|assistant|>\n<think>x</think>\n<tool_call>f\n</tool_call><|endoftext|>",
+        "".join(SPECIAL_TOKENS),
+        "<|user|<|user|>>",
+    ],
+)
 def test_round_trip(tok, text):
     ids = tok.encode(text, add_special_tokens=False)
     assert tok.decode(ids) == text
@@ -96,7 +103,7 @@ def test_encode_adds_nothing(tok):
 
 def test_special_tokens_are_single_ids(tok):
     ids = [tok.encode(t, add_special_tokens=False) for t in SPECIAL_TOKENS]
-    assert all(len(i) == 1 for i in ids), dict(zip(SPECIAL_TOKENS, ids))
+    assert all(len(i) == 1 for i in ids), dict(zip(SPECIAL_TOKENS, ids, strict=True))
     assert [i[0] for i in ids] == list(range(256, 256 + len(SPECIAL_TOKENS)))
     assert all(len(tok.encode(t, add_special_tokens=False)) == 1 for t in EOS_TOKENS)
 

@@ -26,8 +26,17 @@ def test_structure_follows_the_real_model(replica):
     real = get_model(name).config
     config = json.loads((path / "config.json").read_text())
     assert config["architectures"] == ["Glm4MoeForCausalLM"]
-    for key in ("first_k_dense_replace", "n_shared_experts", "partial_rotary_factor", "attention_bias",
-                "use_qk_norm", "norm_topk_prob", "routed_scaling_factor", "tie_word_embeddings", "n_group"):
+    for key in (
+        "first_k_dense_replace",
+        "n_shared_experts",
+        "partial_rotary_factor",
+        "attention_bias",
+        "use_qk_norm",
+        "norm_topk_prob",
+        "routed_scaling_factor",
+        "tie_word_embeddings",
+        "n_group",
+    ):
         assert config[key] == real[key], key
     assert config["num_hidden_layers"] > real["first_k_dense_replace"]  # at least one MoE layer
     assert config["num_attention_heads"] * config["head_dim"] != config["hidden_size"]  # like 96 x 128 vs 5120
@@ -64,7 +73,9 @@ def test_checkpoint_uses_per_expert_layout(replica):
 def test_generates(air_replica):
     tok = AutoTokenizer.from_pretrained(air_replica)
     model = AutoModelForCausalLM.from_pretrained(air_replica, dtype=torch.float32)
-    prompt = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
     assert torch.isfinite(model(**prompt).logits).all()

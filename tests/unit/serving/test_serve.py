@@ -17,8 +17,15 @@ from tests.conftest import run_cli
 def _run_dir(tmp_path, targets=None, merged=False):
     run = tmp_path / "glm45-air-lora-run"
     (run / "output").mkdir(parents=True)
-    (run / "launch-node0.json").write_text(json.dumps({"framework": "llamafactory", "model": "/models/GLM-4.5-Air",
-                                                      "recipe": "llamafactory/glm45-air_lora_4xh100"}))  # fmt: skip
+    (run / "launch-node0.json").write_text(
+        json.dumps(
+            {
+                "framework": "llamafactory",
+                "model": "/models/GLM-4.5-Air",
+                "recipe": "llamafactory/glm45-air_lora_4xh100",
+            }
+        )
+    )
     (run / "config.yaml").write_text(yaml.safe_dump({"finetuning_type": "lora", "template": "glm45"}))
     adapter = {"r": 16, "target_modules": targets or ["q_proj", "k_proj", "v_proj", "o_proj"]}
     (run / "output" / "adapter_config.json").write_text(json.dumps(adapter))
@@ -60,8 +67,10 @@ def test_cli_prints_the_command(tmp_path):
     assert proc.stdout.startswith("python -m sglang.launch_server --model-path /models/GLM-4.5-Air")
 
 
-@pytest.mark.parametrize("engine,help_cmd", [("vllm", ["vllm", "serve", "--help=all"]),
-                                             ("sglang", ["python", "-m", "sglang.launch_server", "--help"])])
+@pytest.mark.parametrize(
+    "engine,help_cmd",
+    [("vllm", ["vllm", "serve", "--help=all"]), ("sglang", ["python", "-m", "sglang.launch_server", "--help"])],
+)
 def test_flags_exist_in_the_installed_engine(tmp_path, engine, help_cmd):
     if importlib.util.find_spec(engine) is None:
         pytest.skip(f"{engine} is not installed here; checked against its documented flags above")

@@ -3,6 +3,7 @@ run directory keeps, and reading an offline run back."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,17 +12,20 @@ import pytest
 import yaml
 
 from finetune.errors import FinetuneError
-from finetune.launch.plan import LaunchRequest, format_dry_run, plan_launch
+from finetune.launch.dry_run import format_dry_run
+from finetune.launch.execute import start
+from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.tracking import MANIFEST_ENV
+from finetune.tracking.decide import decide_tracking
 from finetune.tracking.identity import RunIdentity, claim_identity, read_identity
 from finetune.tracking.offline_reader import offline_run_dirs, read_offline_run
-from finetune.tracking.plan import plan_tracking
 from finetune.tracking.redaction import MASK, is_secret_name, mask_stream, redact, secrets_in
 from finetune.tracking.settings import TrackingFlags, UserConfig, WandbFileSettings, resolve_settings
+from finetune.tracking.start import start_tracking
 from tests.conftest import REPO_ROOT
 
 LF = "llamafactory/glm45-air_lora_4xh100"
-WANDB_VARS = ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS", "WANDB_MODE", "WANDB_NAME",
-              "WANDB_RUN_ID")  # fmt: skip
+WANDB_VARS = tuple("WANDB_PROJECT WANDB_ENTITY WANDB_RUN_GROUP WANDB_TAGS WANDB_MODE WANDB_NAME WANDB_RUN_ID".split())
 
 
 @pytest.fixture(autouse=True)
@@ -78,18 +82,25 @@ def test_user_config_file_is_read_and_unknown_keys_are_refused_with_a_suggestion
 
 
 def test_secret_names_are_told_from_settings_that_mention_tokens():
-    for name in ("WANDB_API_KEY", "HF_TOKEN", "MY_SECRET", "DB_PASSWORD", "hub_token", "apiKey", "swanlab_secret",
-                 "AWS_SECRET_ACCESS_KEY", "GH_ACCESSTOKEN"):  # fmt: skip
+    secrets = "WANDB_API_KEY HF_TOKEN MY_SECRET DB_PASSWORD hub_token apiKey swanlab_secret AWS_SECRET_ACCESS_KEY"
+    for name in [*secrets.split(), "GH_ACCESSTOKEN"]:
         assert is_secret_name(name), name
-    for name in ("max_new_tokens", "TOKENIZERS_PARALLELISM", "SSH_KEY_PATH", "moe_token_dispatcher_type",
-                 "include_num_input_tokens_seen", "add_special_tokens", "keys"):  # fmt: skip
+    settings = (
+        "max_new_tokens TOKENIZERS_PARALLELISM SSH_KEY_PATH moe_token_dispatcher_type include_num_input_tokens_seen"
+    )
+    for name in [*settings.split(), "add_special_tokens", "keys"]:
         assert not is_secret_name(name), name
 
 
 def test_redact_masks_secret_keys_and_environment_secret_values():
     secret = "s3cr3t-value-of-the-environment"
-    record = {"hub_token": "abc", "pad_token_id": 3, "command": ["x", f"--key={secret}"],
-              "nested": {"url": f"https://u:{secret}@host"}, "max_new_tokens": 5}  # fmt: skip
+    record = {
+        "hub_token": "abc",
+        "pad_token_id": 3,
+        "command": ["x", f"--key={secret}"],
+        "nested": {"url": f"https://u:{secret}@host"},
+        "max_new_tokens": 5,
+    }
     out = redact(record, [secret])
     assert out["hub_token"] == MASK and out["pad_token_id"] == 3 and out["max_new_tokens"] == 5
     assert secret not in json.dumps(out)
@@ -114,13 +125,22 @@ def test_a_config_holding_a_secret_is_refused(air_replica, tmp_path, monkeypatch
         plan_launch(LaunchRequest(**base, overrides=["run_name=hf_SENTINEL_refused_0123456789"]), check=False)
 
 
+def _plan(replica, run_dir, **request):
+    """The plan of a one-process launch of LF on the replica (the framework's parser is not asked)."""
+    request = LaunchRequest(recipe=LF, model=str(replica), run_dir=run_dir, nnodes=1, nproc_per_node=1, **request)
+    return plan_launch(request, check=False)
+
+
+def _decide(flags, run_dir, *, config, model="glm-4.5-air"):
+    return decide_tracking(flags, model=model, method="lora", dataset="d", config=config, run_dir=run_dir)
+
+
 # -- what a launch changes -----------------------------------------------------------------------------------
 
 
 def test_tracked_launch_reports_to_wandb_and_sets_the_wandb_environment(air_replica, tmp_path):
     flags = TrackingFlags(project="glm45", entity="team", tags="a,b", mode="offline")
-    plan = plan_launch(LaunchRequest(recipe=LF, model=str(air_replica), run_dir=tmp_path / "myrun", nnodes=1,
-                                     nproc_per_node=1, tracking=flags), check=False)  # fmt: skip
+    plan = _plan(air_replica, tmp_path / "myrun", tracking=flags)
     assert plan.config["report_to"] == ["wandb"] and plan.config["include_num_input_tokens_seen"] is True
     assert "run_name" not in plan.config  # the name stays in the environment: the config is the same on every node
     env = plan.env
@@ -129,38 +149,62 @@ def test_tracked_launch_reports_to_wandb_and_sets_the_wandb_environment(air_repl
     assert env["WANDB_DIR"] == str(tmp_path / "myrun") and len(env["WANDB_RUN_ID"]) == 8
     assert env["WANDB_NAME"].startswith("glm-4.5-air-lora-sample_chat-")
     assert "export WANDB_PROJECT=glm45" in format_dry_run(plan)
-    untracked = plan_launch(LaunchRequest(recipe=LF, model=str(air_replica), run_dir=tmp_path / "other", nnodes=1,
-                                          nproc_per_node=1), check=False)  # fmt: skip
+    untracked = _plan(air_replica, tmp_path / "other")
     assert untracked.config["report_to"] == "none" and not any(k.startswith("WANDB_") for k in untracked.env)
 
 
 def test_no_wandb_removes_wandb_from_a_config_that_asks_for_it(air_replica, tmp_path):
-    plan = plan_launch(LaunchRequest(recipe=LF, model=str(air_replica), run_dir=tmp_path / "r", nnodes=1,
-                                     nproc_per_node=1, overrides=["report_to=[wandb, tensorboard]"],
-                                     tracking=TrackingFlags(project="p", disabled=True)), check=False)  # fmt: skip
+    flags = TrackingFlags(project="p", disabled=True)
+    plan = _plan(air_replica, tmp_path / "r", overrides=["report_to=[wandb, tensorboard]"], tracking=flags)
     assert plan.config["report_to"] == ["tensorboard"] and plan.env["WANDB_MODE"] == "disabled"
 
 
 def test_a_run_directory_keeps_its_wandb_run_for_every_later_launch(tmp_path):
     run_dir = tmp_path / "run"
-    fresh = plan_tracking(TrackingFlags(project="p", mode="offline"), model="glm-4.5-air", method="lora",
-                          dataset="d", config={"report_to": "none"}, run_dir=run_dir)  # fmt: skip
+    fresh = _decide(TrackingFlags(project="p", mode="offline"), run_dir, config={"report_to": "none"})
     held = claim_identity(run_dir, fresh.identity)
     assert held == fresh.identity == read_identity(run_dir)
     other = RunIdentity(id="zzzzzzzz", name="other", project="p", group="g")
     assert claim_identity(run_dir, other) == held  # a second node (or a resume) adopts the first one's run
 
     # a resume without any flag: same id, name, group, mode, config keys; WANDB_RESUME lets wandb continue it
-    again = plan_tracking(None, model="glm-4.5-air", method="lora", dataset="d", config={"report_to": "none"},
-                          run_dir=run_dir)  # fmt: skip
+    again = _decide(None, run_dir, config={"report_to": "none"})
     assert again.resumed and again.identity == held and again.config == fresh.config
     assert again.env == fresh.env and again.env["WANDB_MODE"] == "offline"
-    online = plan_tracking(TrackingFlags(mode="online"), model="m", method="lora", dataset="d", config={},
-                           run_dir=run_dir)  # fmt: skip
+    online = _decide(TrackingFlags(mode="online"), run_dir, config={}, model="m")
     assert online.env["WANDB_RUN_ID"] == held.id and online.env["WANDB_MODE"] == "online"
-    silenced = plan_tracking(TrackingFlags(disabled=True), model="m", method="lora", dataset="d",
-                             config={"report_to": "none"}, run_dir=run_dir)  # fmt: skip
+    silenced = _decide(TrackingFlags(disabled=True), run_dir, config={"report_to": "none"}, model="m")
     assert silenced.config == fresh.config and silenced.env["WANDB_MODE"] == "disabled"
+
+
+def test_a_node_arriving_second_logs_into_the_first_ones_run_and_the_decision_stays_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    decided = _decide(TrackingFlags(project="p", mode="offline"), run_dir, config={}, model="m")
+    first = RunIdentity(id="first000", name="first", project="p", group="g", mode="offline")
+    claim_identity(run_dir, first)  # another node of the job claimed the directory in between
+    tracking, env = start_tracking(decided, run_dir, attempt=1)
+    assert tracking.resumed and tracking.identity == first and env["WANDB_RUN_ID"] == "first000"
+    assert env["WANDB_NAME"] == "first" and env[MANIFEST_ENV] == str(run_dir / "manifest.attempt1.json")
+    assert not decided.resumed and decided.identity.id != "first000" and decided.env["WANDB_RUN_ID"] != "first000"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decided.resumed = True
+
+
+def test_starting_a_launch_makes_a_new_plan_and_one_record_for_the_manifest_and_the_node(air_replica, tmp_path):
+    plan = _plan(air_replica, tmp_path / "r", tracking=TrackingFlags(project="p", mode="offline"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.env = {}
+    before = dict(plan.env)
+    started = start(plan)
+    assert dict(plan.env) == before and MANIFEST_ENV not in plan.env  # the planned launch is left as it was
+    assert started.env == {**before, MANIFEST_ENV: str(plan.run_dir / "manifest.json")}
+    record = json.loads((plan.run_dir / "launch-node0.json").read_text())
+    manifest = json.loads((plan.run_dir / "manifest.json").read_text())
+    assert record["env"] == started.env and record["command"] == started.argv
+    shared = ("started_at", "host", "command", "finetune_version")
+    assert [manifest["run"][k] for k in shared] == [record[k] for k in shared]
+    assert manifest["repository"] == record["repository"]
+    assert manifest["wandb"]["id"] == started.tracking.identity.id == read_identity(plan.run_dir).id
 
 
 # -- reading offline runs ------------------------------------------------------------------------------------
@@ -177,8 +221,13 @@ run.finish()
 
 
 def test_offline_run_is_read_back_across_blocks(tmp_path):
-    out = subprocess.run([sys.executable, "-c", _OFFLINE_RUN, str(tmp_path)], capture_output=True, text=True,
-                         timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _OFFLINE_RUN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (folder,) = offline_run_dirs(tmp_path)
     run = read_offline_run(folder)

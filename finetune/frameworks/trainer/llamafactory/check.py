@@ -36,11 +36,10 @@ def main() -> None:
     config = json.loads(sys.stdin.read())  # argv[1] names the command; LLaMA-Factory's train is the only one
     warnings = []
     with contextlib.redirect_stdout(sys.stderr):
+        import torch
         import transformers.training_args as training_args
         from llamafactory.hparams.parser import _TRAIN_ARGS
         from transformers import HfArgumentParser
-
-        import torch
 
         if not torch.cuda.is_available():
             # bf16 support is a property of the GPU this config will run on, not of this machine

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import warnings
 
-
 from finetune.frameworks.trainer.trained_spans import rendered  # noqa: E402  (the caller puts the repo on the path)
 
 
@@ -43,11 +42,21 @@ def main() -> None:
         for item in request["datasets"]:
             stage = "rm" if item["kind"] == "preference" else "sft"
             args = {
-                "model_name_or_path": request["model"], "stage": stage, "do_train": True, "finetuning_type": "lora",
-                "dataset": item["name"], "dataset_dir": item["dir"], "template": request["template"],
-                "cutoff_len": 1 << 16, "output_dir": out, "overwrite_cache": True, "report_to": "none",
-                "use_cpu": True, "bf16": False, **request.get("data_args", {}),
-            }  # fmt: skip
+                "model_name_or_path": request["model"],
+                "stage": stage,
+                "do_train": True,
+                "finetuning_type": "lora",
+                "dataset": item["name"],
+                "dataset_dir": item["dir"],
+                "template": request["template"],
+                "cutoff_len": 1 << 16,
+                "output_dir": out,
+                "overwrite_cache": True,
+                "report_to": "none",
+                "use_cpu": True,
+                "bf16": False,
+                **request.get("data_args", {}),
+            }
             model_args, data_args, training_args, _, _ = get_train_args(args)
             tokenizer_module = load_tokenizer(model_args)
             tokenizer = tokenizer_module["tokenizer"]

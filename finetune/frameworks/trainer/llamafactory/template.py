@@ -75,7 +75,9 @@ def parse_message(message: dict[str, str]) -> dict[str, Any]:
             reasoning, listed = fmt.split_reasoning(content)
             content = f"<think>{reasoning}</think>" if reasoning else ""
         parsed = json.loads(listed)
-        calls = [{"name": c["name"], "arguments": c["arguments"]} for c in (parsed if isinstance(parsed, list) else [parsed])]
+        calls = [
+            {"name": c["name"], "arguments": c["arguments"]} for c in (parsed if isinstance(parsed, list) else [parsed])
+        ]
     reasoning, answer = fmt.split_reasoning(content)
     return {"role": role, "reasoning": reasoning, "content": answer, "calls": calls}
 
@@ -119,7 +121,9 @@ def register() -> None:
         format_assistant=StringFormatter(slots=["\n{{content}}"]),
         format_system=StringFormatter(slots=["<|system|>\n{{content}}"]),
         format_function=Glm45FunctionFormatter(slots=["\n{{content}}"]),
-        format_observation=StringFormatter(slots=["<|observation|>\n<tool_response>\n{{content}}\n</tool_response><|assistant|>"]),
+        format_observation=StringFormatter(
+            slots=["<|observation|>\n<tool_response>\n{{content}}\n</tool_response><|assistant|>"]
+        ),
         format_tools=Glm45ToolFormatter(),
         format_prefix=EmptyFormatter(slots=["[gMASK]<sop>"]),
         stop_words=["<|user|>", "<|observation|>"],

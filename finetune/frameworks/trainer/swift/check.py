@@ -121,7 +121,9 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown ms-swift command {command!r}")
         micro = config.get("per_device_train_batch_size", config.get("micro_batch_size", 1))
-        errors.extend(check_deepspeed_file(config.get("deepspeed"), int(micro), int(config.get("gradient_accumulation_steps", 1))))
+        errors.extend(
+            check_deepspeed_file(config.get("deepspeed"), int(micro), int(config.get("gradient_accumulation_steps", 1)))
+        )
     print(json.dumps({"unknown_keys": unknown, "errors": errors, "valid_keys": valid, "warnings": []}))
 
 

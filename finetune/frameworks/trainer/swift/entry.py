@@ -57,7 +57,6 @@ def _register_callbacks(flags: list[str]) -> None:
         flags += ["--callbacks", *names]
 
 
-
 def _run_name_from_environment(flags: list[str]) -> None:
     """ms-swift names a run after its output folder when the config names none, and that name would override
     WANDB_NAME; the launcher keeps the wandb run name in WANDB_NAME (the config must be the same on every node

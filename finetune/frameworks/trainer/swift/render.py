@@ -1,7 +1,7 @@
 """Render prepared SWIFT files with ms-swift's own loader and GLM-4.5 template (runs in the swift environment).
 
-Run as `python -m finetune.frameworks.trainer.swift.render` in ms-swift's environment (by `finetune check-format` and the
-tests), since ms-swift cannot share the launcher's environment. Reads a JSON request on stdin:
+Run as `python -m finetune.frameworks.trainer.swift.render` in ms-swift's environment (by `finetune check-format`
+and the tests), since ms-swift cannot share the launcher's environment. Reads a JSON request on stdin:
   {"tokenizer": DIR, "files": [{"path": JSONL, "kind": "sft"|"preference"|"rl"}],
    "template": NAME (default glm4_5), "template_args": {get_template keyword arguments from the recipe}}
 and prints one JSON object: {"files": [{"columns": [...], "rows": [...]}]}, where each row holds the decoded
@@ -19,7 +19,6 @@ import os
 import sys
 import warnings
 
-
 from finetune.frameworks.trainer.trained_spans import rendered  # noqa: E402  (the caller puts the repo on the path)
 
 
@@ -32,8 +31,12 @@ def main() -> None:
     from swift.template import get_template
 
     tokenizer = get_processor(request["tokenizer"], model_type="glm4_moe", download_model=False)
-    template = get_template(tokenizer, template_type=request.get("template", "glm4_5"), max_length=1 << 16,
-                            **request.get("template_args", {}))
+    template = get_template(
+        tokenizer,
+        template_type=request.get("template", "glm4_5"),
+        max_length=1 << 16,
+        **request.get("template_args", {}),
+    )
     results = []
     for item in request["files"]:
         # GRPO keeps the columns reward functions read (ms-swift sets remove_unused_columns=False for it)

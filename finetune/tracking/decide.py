@@ -12,6 +12,7 @@ be byte-identical across nodes and resumes).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,16 @@ from finetune.tracking.redaction import secrets_in
 from finetune.tracking.settings import TrackingFlags, WandbSettings, resolve_settings
 
 
-@dataclass
-class TrackingPlan:
+@dataclass(frozen=True)
+class Tracking:
+    """A launch's tracking decision; claiming the wandb run at start (tracking/start.py) makes a new one."""
+
     settings: WandbSettings
     identity: RunIdentity | None  # the wandb run this launch logs to; None when it does not track
     resumed: bool = False  # the run directory already had a wandb run (restart, resume, a later node)
-    config: dict[str, Any] = field(default_factory=dict)  # keys set in the framework config
-    env: dict[str, str] = field(default_factory=dict)  # added to the trainers' environment
-    warnings: list[str] = field(default_factory=list)
+    config: Mapping[str, Any] = field(default_factory=dict)  # keys set in the framework config
+    env: Mapping[str, str] = field(default_factory=dict)  # added to the trainers' environment
+    warnings: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -94,7 +97,7 @@ def _has_login() -> bool:
     return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "wandb" in netrc.read_text(errors="ignore"))
 
 
-def plan_tracking(
+def decide_tracking(
     flags: TrackingFlags | None,
     *,
     model: str,
@@ -102,26 +105,28 @@ def plan_tracking(
     dataset: str | None,
     config: dict[str, Any],
     run_dir: Path,
-) -> TrackingPlan:
+) -> Tracking:
     """Decide this launch's tracking: settings, the wandb run (reused when the run directory has one), and
     what changes in the config and the environment. Reads, never writes."""
     refuse_secrets_in_config(config)
     settings = resolve_settings(flags)
     stored = read_identity(run_dir)
     if stored is not None:  # the same run again: same wandb run, same config keys, whatever the flags say
-        warnings = []
+        warnings = ()
         if settings.project and settings.project != stored.project:
-            warnings.append(f"{run_dir.name} logs to wandb project `{stored.project}` (its {stored.id}); "
-                            f"`{settings.project}` is not used for it")  # fmt: skip
+            warnings = (
+                f"{run_dir.name} logs to wandb project `{stored.project}` (its {stored.id}); "
+                f"`{settings.project}` is not used for it",
+            )
         mode = "disabled" if settings.explicitly_disabled else settings.mode or stored.mode
-        return TrackingPlan(settings, stored, resumed=True, config=tracking_config(config),
-                            env=wandb_env(stored, mode, run_dir), warnings=warnings)  # fmt: skip
+        env = wandb_env(stored, mode, run_dir)
+        return Tracking(settings, stored, resumed=True, config=tracking_config(config), env=env, warnings=warnings)
     if not settings.enabled:
         if not settings.explicitly_disabled:
-            return TrackingPlan(settings, None)
-        updates = {"report_to": _report_to_without_wandb(config.get("report_to"))}
-        return TrackingPlan(settings, None, config={k: v for k, v in updates.items() if v is not None},
-                            env={"WANDB_MODE": "disabled"})  # fmt: skip
+            return Tracking(settings, None)
+        report_to = _report_to_without_wandb(config.get("report_to"))
+        updates = {"report_to": report_to} if report_to is not None else {}
+        return Tracking(settings, None, config=updates, env={"WANDB_MODE": "disabled"})
 
     assert settings.project is not None
     identity = RunIdentity(
@@ -133,9 +138,11 @@ def plan_tracking(
         tags=settings.tags,
         mode=settings.mode or "online",
     )
-    warnings = []
+    warnings = ()
     if identity.mode == "online" and not _has_login():
-        warnings.append("wandb is online but no login was found (WANDB_API_KEY or `wandb login`); on a cluster "
-                        "without network use --wandb-mode offline and `finetune sync RUN_DIR` later")  # fmt: skip
-    return TrackingPlan(settings, identity, config=tracking_config(config),
-                        env=wandb_env(identity, identity.mode, run_dir), warnings=warnings)  # fmt: skip
+        warnings = (
+            "wandb is online but no login was found (WANDB_API_KEY or `wandb login`); on a cluster "
+            "without network use --wandb-mode offline and `finetune sync RUN_DIR` later",
+        )
+    env = wandb_env(identity, identity.mode, run_dir)
+    return Tracking(settings, identity, config=tracking_config(config), env=env, warnings=warnings)
