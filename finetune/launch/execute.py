@@ -1,7 +1,7 @@
 """Running a planned launch on this node: claim the run directory, meet the other nodes, run torchrun, watch.
 
 Signals: the first SIGTERM or SIGINT (Slurm's pre-timeout signal, `scancel`, Ctrl-C) does not kill training; it
-creates this node's stop file, the trainers (see frameworks/graceful_stop.py) agree on it at the end of the step,
+creates this node's stop file, the trainers (see finetune/frameworks/trainer/graceful_stop.py) agree on it at the end of the step,
 save a complete checkpoint and exit, and the run can be resumed with `--resume`. A second signal stops at once.
 """
 
