@@ -82,9 +82,31 @@ install_launcher() {  # the `finetune` command in .venv/bin (an editable install
   fi
 }
 
+prebuild_deepspeed_cpu_op() {  # $1: venv, $2: framework name (the launcher's TORCH_EXTENSIONS_DIR/<framework>)
+  # Without a GPU, DeepSpeed compiles its shared-memory communication op when a run first starts (1-2 minutes,
+  # silently); build it once here, into the folder the launcher points TORCH_EXTENSIONS_DIR at.
+  [ "$DEVICE" = cpu ] || return 0
+  local dir="${FINETUNE_CACHE:-$PWD/.cache}/torch_extensions/$2"
+  if compgen -G "$dir/deepspeed_shm_comm/*.so" >/dev/null; then return 0; fi
+  log "building DeepSpeed's CPU communication op for $2 into $dir (once, about a minute)"
+  TORCH_EXTENSIONS_DIR="$dir" "$1/bin/python" -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" \
+    >/dev/null
+}
+
+llamafactory_env() {
+  make_env .venv requirements.txt
+  install_launcher
+  prebuild_deepspeed_cpu_op .venv llamafactory
+}
+
+swift_env() {
+  make_env .venvs/swift requirements/swift.txt
+  prebuild_deepspeed_cpu_op .venvs/swift swift
+}
+
 case "$WHICH" in
-  all) make_env .venv requirements.txt; install_launcher; make_env .venvs/swift requirements/swift.txt ;;
-  llamafactory) make_env .venv requirements.txt; install_launcher ;;
-  swift) make_env .venvs/swift requirements/swift.txt ;;
+  all) llamafactory_env; swift_env ;;
+  llamafactory) llamafactory_env ;;
+  swift) swift_env ;;
   *) echo "usage: $0 [all|llamafactory|swift]" >&2; exit 2 ;;
 esac

@@ -30,6 +30,15 @@ def add_render_args(p: argparse.ArgumentParser, *, recipe_optional: bool = False
     )
 
 
+def add_verbose_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show the frameworks' full output (default: progress lines; the whole output is in RUN_DIR/logs/)",
+    )
+
+
 def add_topology_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "cluster (defaults: NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, NPROC_PER_NODE, then the recipe)"

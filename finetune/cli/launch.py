@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from finetune.catalog import GPUS, JOIN_TIMEOUT_S
-from finetune.cli.common import add_render_args, add_topology_args, launch_request
+from finetune.cli.common import add_render_args, add_topology_args, add_verbose_arg, launch_request
 from finetune.cli.tracking import add_tracking_args
-
-if TYPE_CHECKING:
-    from finetune.launch.plan import LaunchPlan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,65 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="launch without checking that training renders conversations as GLM-4.5 does",
     )
+    add_verbose_arg(p)
     p.set_defaults(func=cmd_launch)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from finetune.errors import FinetuneError
     from finetune.launch.dry_run import format_dry_run
-    from finetune.launch.execute import execute
     from finetune.launch.plan import plan_launch
+    from finetune.launch.run import LaunchOptions, check_memory, run
 
     if (args.recipe is None) == (args.resume is None):
         raise FinetuneError("Name a recipe to start a run, or --resume RUN_DIR to continue one (not both).")
+    options = LaunchOptions(
+        gpu=args.gpu, force=args.force, skip_format_check=args.skip_format_check, verbose=args.verbose
+    )
     plan = plan_launch(launch_request(args))
-    _check_memory(plan, args)
+    check_memory(plan, options)
     if args.dry_run:
         print(format_dry_run(plan))
         return 0
-    _check_format(plan, args)
-    for warning in plan.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if plan.resume_from is not None:
-        for skipped in plan.skipped_checkpoints:
-            print(f"skipping incomplete {skipped.path.name}: {skipped.reason}", flush=True)
-        print(f"resuming from {plan.resume_from} (attempt {plan.attempt})", flush=True)
-    print(f"run directory: {plan.run_dir}\ncommand: {plan.command}", flush=True)
-    code = execute(plan)
-    status = "finished" if code == 0 else f"failed with exit code {code}"
-    print(f"{plan.recipe.id} {status}; run directory: {plan.run_dir}", flush=True)
-    return code
-
-
-def _check_memory(plan: LaunchPlan, args: argparse.Namespace) -> None:
-    """Refuse (before anything starts, dry runs too) a recipe the planner says does not fit this cluster."""
-    from finetune.errors import FinetuneError
-    from finetune.planner import check_fits
-
-    try:
-        fit = check_fits(plan, gpu=args.gpu)
-    except FinetuneError as exc:
-        if not args.force:
-            raise
-        print(f"warning: --force: launching although the planner says it does not fit:\n{exc}", file=sys.stderr)
-        return
-    if fit is not None:  # None: a local model of other shapes (the replica), which the planner does not size
-        print(
-            f"memory: {fit.required_gib:.1f} of {fit.capacity_gib:.1f} GiB per GPU (planner); "
-            f"longest sequence {fit.max_seq_len:,} tokens",
-            file=sys.stderr,
-        )
-
-
-def _check_format(plan: LaunchPlan, args: argparse.Namespace) -> None:
-    """Refuse a run whose trained tokens differ from GLM-4.5's own format (finetune check-format)."""
-    from finetune.errors import FinetuneError
-    from finetune.glm.format_check import check_format
-
-    if args.skip_format_check:
-        print("warning: --skip-format-check: the training format was NOT compared with GLM-4.5's", file=sys.stderr)
-        return
-    report = check_format(plan.recipe, plan.config)
-    if report.trained_mismatch:
-        raise FinetuneError(report.summary() + "\n(--skip-format-check launches anyway)")
-    print(report.summary(), file=sys.stderr)
+    return run(plan, options)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from finetune.catalog import DEFAULT_MODEL, MODELS
+from finetune.cli.common import add_verbose_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train the GLM-4.5-Air LoRA recipe, shrunk to the replica, on the sample data")
     p.add_argument("--runs-root", type=Path, default=Path("runs"))
     p.add_argument("--steps", type=int, default=20)
+    add_verbose_arg(p)
     p.set_defaults(func=cmd_demo)
 
 
@@ -30,4 +32,4 @@ def cmd_replica(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from finetune.launch.demo import run_demo
 
-    return run_demo(args.runs_root, args.steps)
+    return run_demo(args.runs_root, args.steps, verbose=args.verbose)

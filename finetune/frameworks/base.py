@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.errors import FinetuneError
+from finetune.errors import FinetuneError, say
 from finetune.frameworks.setup import TrainingSetup
 from finetune.paths import REPO_ROOT, cache_dir
 
@@ -155,6 +155,7 @@ class Framework:
         cache = cache_dir() / "checks" / f"{self._check_key(config, meta)}.json"
         if cache.is_file():
             return CheckResult(**json.loads(cache.read_text()))
+        say(f"checking the config with {self.display_name}'s own argument parser (once per config; about 10 s)...")
         result = self._run_check(config, meta)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import FinetuneError
+from finetune.errors import FinetuneError, say
 from finetune.glm.format import ASSISTANT, OBSERVATION, SYSTEM, USER
 from finetune.paths import REPO_ROOT, cache_dir
 
@@ -413,6 +413,10 @@ def check_format(
             return FormatReport(**{**data, "differences": [Difference(**d) for d in data["differences"]]})
         if len(lines) < dataset.manifest.counts.kept:
             dataset = _first_rows(dataset, lines, Path(tmp))
+        say(
+            f"format check: rendering {len(lines)} conversations with {framework.display_name}'s own loader and "
+            "template, and with GLM-4.5's chat template (once per recipe and data; about 10-30 s)..."
+        )
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)

@@ -1,8 +1,10 @@
-"""`finetune demo`: the main job end to end on a CPU, through the real launcher.
+"""`finetune demo`: the main job end to end on a CPU, through exactly the path `finetune launch` takes.
 
 Builds (or reuses) the GLM-4.5-Air replica, shrinks the GLM-4.5-Air LoRA recipe to it with `--set` overrides,
-trains it on the bundled sample data with the recipe's own DeepSpeed ZeRO-3 config, and prints where the
-adapter is. It prints the equivalent `finetune launch` command so the same run can be repeated by hand.
+and launches it like `finetune launch` does (`launch.run`: the planner's gate, the format check, a fresh run
+directory with its manifest, torchrun, progress lines) on the bundled sample data with the recipe's own DeepSpeed
+ZeRO-3 config; then prints the run directory and the adapter. It prints the equivalent `finetune launch` command
+so the same run can be repeated by hand.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from finetune.catalog import DEFAULT_MODEL
 from finetune.frameworks import get_framework
-from finetune.launch.execute import execute
 from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.launch.run import LaunchOptions, check_memory, run
 from finetune.launch.rundir import OUTPUT_NAME
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
@@ -41,15 +44,17 @@ def as_command(req: LaunchRequest) -> str:
     return ".venv/bin/python -m finetune " + shlex.join(args)
 
 
-def run_demo(runs_root: Path, steps: int) -> int:
+def run_demo(runs_root: Path, steps: int, *, verbose: bool = False) -> int:
     from finetune.replica.build import ensure_replica
 
-    replica = ensure_replica("glm-4.5-air")
+    replica = ensure_replica(DEFAULT_MODEL)
     print(f"replica: {replica}")
     req = demo_request(replica, runs_root, steps)
     print(f"running: {as_command(req)}", flush=True)
     plan = plan_launch(req)
-    code = execute(plan)
+    options = LaunchOptions(verbose=verbose)
+    check_memory(plan, options)
+    code = run(plan, options)
     adapter = plan.run_dir / OUTPUT_NAME / "adapter_model.safetensors"
     if code != 0 or not adapter.is_file():
         print(f"demo failed (exit code {code}); logs: {plan.run_dir / 'logs'}")

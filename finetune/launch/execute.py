@@ -1,8 +1,9 @@
 """Running a planned launch on this node: claim the run directory, meet the other nodes, run torchrun, watch.
 
 Signals: the first SIGTERM or SIGINT (Slurm's pre-timeout signal, `scancel`, Ctrl-C) does not kill training; it
-creates this node's stop file, the trainers (see finetune/frameworks/trainer/graceful_stop.py) agree on it at the end of the step,
-save a complete checkpoint and exit, and the run can be resumed with `--resume`. A second signal stops at once.
+creates this node's stop file, the trainers (finetune/frameworks/trainer/graceful_stop.py) agree on it at the end of
+the step, save a complete checkpoint and exit, and the run can be resumed with `--resume`. A second signal stops at
+once.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from finetune.errors import FinetuneError
+from finetune.launch.console import QuietConsole
 from finetune.launch.plan import LaunchPlan
 from finetune.launch.record import launch_record
 from finetune.launch.rundir import LOGS_NAME, claim_run_dir, write_launch_record
@@ -34,14 +37,22 @@ def stop_file(run_dir: Path, node_rank: int) -> Path:
     return run_dir / f"stop-node{node_rank}"
 
 
-def _tee(stream, log_path: Path) -> threading.Thread:
+def _tee(stream, log_path: Path, console: QuietConsole | None) -> threading.Thread:
+    """Copy the trainers' output into the log, and to the terminal: all of it, or what `console` shows."""
+
     def copy() -> None:
         with open(log_path, "ab") as log:
-            for chunk in mask_stream(iter(lambda: stream.read1(65536), b"")):  # secrets never reach the log
-                sys.stdout.buffer.write(chunk)
+            chunks = mask_stream(iter(lambda: stream.read1(65536), b""))  # secrets never reach the log
+
+            def logged() -> Iterator[bytes]:
+                for chunk in chunks:
+                    log.write(chunk)
+                    log.flush()
+                    yield chunk
+
+            for shown in logged() if console is None else console.feed(logged()):
+                sys.stdout.buffer.write(shown)
                 sys.stdout.buffer.flush()
-                log.write(chunk)
-                log.flush()
 
     thread = threading.Thread(target=copy, daemon=True)
     thread.start()
@@ -62,7 +73,8 @@ def _terminate(proc: subprocess.Popen) -> None:
             continue
 
 
-def execute(plan: LaunchPlan) -> int:
+def execute(plan: LaunchPlan, *, verbose: bool = True) -> int:
+    """Run the plan on this node; `verbose` shows the frameworks' whole output, else progress lines only."""
     topo = plan.topology
     host = socket.gethostname()
     group = None
@@ -74,7 +86,7 @@ def execute(plan: LaunchPlan) -> int:
         group.start_heartbeat()
         print(f"all {topo.nnodes} nodes joined with the same config", flush=True)
     try:
-        return _run(plan, group, host)
+        return _run(plan, group, host, None if verbose else QuietConsole())
     except BaseException as exc:
         if group is not None:  # tell the other nodes at once instead of leaving them to time out
             group.report_failure(f"{type(exc).__name__} on {host}: {exc}")
@@ -100,7 +112,7 @@ def start(plan: LaunchPlan) -> LaunchPlan:
     return plan
 
 
-def _run(plan: LaunchPlan, group, host: str) -> int:
+def _run(plan: LaunchPlan, group, host: str, console: QuietConsole | None) -> int:
     plan = start(plan)
     topo, run_dir = plan.topology, plan.run_dir
     log_path = run_dir / LOGS_NAME / f"node{topo.node_rank}.log"
@@ -111,7 +123,7 @@ def _run(plan: LaunchPlan, group, host: str) -> int:
     proc = subprocess.Popen(
         plan.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
-    reader = _tee(proc.stdout, log_path)
+    reader = _tee(proc.stdout, log_path, console)
     requests = []
 
     def on_signal(signum, _frame):
@@ -140,6 +152,9 @@ def _run(plan: LaunchPlan, group, host: str) -> int:
                 )
         reader.join(timeout=10)
         code = proc.returncode
+        if code != 0 and console is not None:
+            sys.stdout.buffer.write(console.failure_report(str(log_path)))
+            sys.stdout.flush()
         if group is not None:
             if code == 0:
                 group.report_done()

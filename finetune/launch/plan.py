@@ -101,7 +101,9 @@ def _process_env(framework: Framework, topology: Topology) -> dict[str, str]:
     """Variables set for the training processes on top of the caller's environment (theirs win)."""
     defaults = {
         "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // topology.nproc_per_node)),
-        "TORCH_EXTENSIONS_DIR": str(cache_dir() / "torch_extensions"),
+        # one folder per environment: their torch and DeepSpeed paths differ, so a shared build would be redone
+        # at every switch between frameworks (./setup.sh builds both)
+        "TORCH_EXTENSIONS_DIR": str(cache_dir() / "torch_extensions" / framework.name),
         "TOKENIZERS_PARALLELISM": "false",
     }
     return {**{k: v for k, v in defaults.items() if k not in os.environ}, **framework.env()}

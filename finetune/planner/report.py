@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from finetune.frameworks.setup import TrainingSetup
@@ -30,7 +31,8 @@ def render_text(plan: ResourcePlan) -> str:
     from rich.table import Table
 
     x, setup, memory = plan.inputs, plan.setup, plan.memory
-    console = Console(width=110, record=True, force_terminal=False)
+    # recorded into a buffer, not printed: the caller prints the text once (a recording console also writes)
+    console = Console(file=io.StringIO(), width=110, record=True, force_terminal=False)
     console.print(
         f"[bold]{plan.recipe_id}[/] on {plan.nodes} x {plan.gpus_per_node} {plan.gpu.name} "
         f"({plan.gpus} GPUs, {plan.gpu.memory_gib:.1f} GiB each)"

@@ -10,6 +10,7 @@ import pytest
 from finetune.errors import FinetuneError
 from finetune.launch.plan import LaunchRequest, plan_launch
 from finetune.paths import DEEPSPEED_DIR
+from tests.conftest import run_cli
 from tests.unit.recipes.test_recipes import RECIPE_IDS, _plan
 
 
@@ -40,3 +41,11 @@ def test_bad_deepspeed_override_is_rejected(air_replica, tmp_path):
     bad.write_text(json.dumps(config))
     with pytest.raises(FinetuneError, match="stage3_prefetch_bucket"):
         _plan(air_replica, tmp_path, overrides=[f"deepspeed={bad}"])
+
+
+def test_a_first_check_says_what_it_is_doing(tmp_path):
+    first = run_cli("validate", "llamafactory/glm45-air_lora_4xh100", env={"FINETUNE_CACHE": str(tmp_path / "c")})
+    again = run_cli("validate", "llamafactory/glm45-air_lora_4xh100", env={"FINETUNE_CACHE": str(tmp_path / "c")})
+    assert first.returncode == again.returncode == 0, first.stderr
+    said = "checking the config with LLaMA-Factory's own argument parser (once per config; about 10 s)..."
+    assert said in first.stderr and said not in again.stderr  # the second run reads the cached verdict

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def single_run(tmp_path_factory, air_replica):
 @pytest.fixture(scope="module")
 def zero3_run(tmp_path_factory, air_replica):
     run_dir = tmp_path_factory.mktemp("e2e") / "zero3"
-    out = _launch(run_dir, air_replica, 2)
+    out = _launch(run_dir, air_replica, 2, "-v")  # -v: the frameworks' whole output on the terminal too
     return run_dir, out
 
 
@@ -93,7 +94,8 @@ def test_single_process_trains(single_run):
 def test_zero3_two_processes_trains(zero3_run):
     run_dir, out = zero3_run
     _assert_learns(_losses(run_dir))
-    assert "world size: 2" in out.stdout
+    assert "world size: 2" in (run_dir / "logs" / "node0.log").read_text()  # LLaMA-Factory's own line
+    assert "world size: 2" in out.stdout and "'loss'" in out.stdout  # -v shows what the log holds
     assert json.loads((run_dir / "deepspeed.json").read_text())["zero_optimization"]["stage"] == 3
     assert f"deepspeed: {run_dir}/deepspeed.json" in (run_dir / "config.yaml").read_text()
 
@@ -130,3 +132,12 @@ def test_demo_prints_its_adapter(tmp_path):
     adapter = Path(out.stdout.strip().splitlines()[-1].removeprefix("adapter: "))
     assert adapter.is_file() and adapter.is_relative_to(tmp_path)
     assert "running: .venv/bin/python -m finetune launch llamafactory/glm45-air_lora_4xh100" in out.stdout
+    # the path `finetune launch` takes: the format check, a run directory with its manifest, progress lines
+    run_dir = adapter.parent.parent
+    assert "format: 7 conversations render as GLM-4.5 does (LLaMA-Factory, template glm45)" in out.stderr
+    assert f"run directory: {run_dir}" in out.stdout and (run_dir / "manifest.json").is_file()
+    assert re.search(r"^  step 3/3, loss \d+\.\d{4}, [\d,]+ tokens/s, ETA 0:00$", out.stdout, re.M), out.stdout
+    # quiet: the frameworks' output is in the log, not on the terminal, and known-harmless warnings are gone
+    log = (run_dir / "logs" / "node0.log").read_text()
+    assert "'loss'" in log and "'loss'" not in out.stdout
+    assert "Warning" not in out.stdout + out.stderr + log, [line for line in log.splitlines() if "Warning" in line]

@@ -1,6 +1,6 @@
 """Trainer callbacks every run gets, whichever framework trains it (both build on the Hugging Face Trainer).
 
-The entry modules (`llamafactory_entry`, `swift_entry`) add these to the framework's trainer; each callback
+The entry modules (`llamafactory/entry.py`, `swift/entry.py`) add these to the framework's trainer; each callback
 is a small class of its own module so that features stay independent.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 def trainer_callbacks() -> list:
     """Fresh callback instances for one training process."""
     from finetune.frameworks.trainer.graceful_stop import GracefulStop
+    from finetune.frameworks.trainer.progress import Progress
     from finetune.tracking.callback import RunTracking
 
-    return [GracefulStop(), RunTracking()]
+    return [GracefulStop(), RunTracking(), Progress()]

@@ -233,3 +233,11 @@ def test_deepspeed_json_settings():
         {"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}, "offload_optimizer": {"device": "none"}}}
     )
     assert (stage2.offload_params, stage2.offload_optimizer) == (None, None)  # ZeRO-2 cannot offload parameters
+
+
+@pytest.mark.parametrize("recipe_id", [GLM45_LORA, "swift/glm45-air_grpo_4xh100"])
+def test_plan_prints_its_report_once(recipe_id):
+    out = run_cli("plan", recipe_id)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if any(c.isalnum() for c in line)]
+    assert lines[0].startswith(f"{recipe_id} on ") and len(lines) == len(set(lines)), out.stdout

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import sys
 
+from finetune.frameworks.trainer.known_warnings import filter_known_warnings
+
 
 def main() -> None:
+    filter_known_warnings()
     import finetune.frameworks.trainer.llamafactory.template  # noqa: F401 - registers the `glm45` template
 
     if len(sys.argv) == 3 and sys.argv[1] == "export":

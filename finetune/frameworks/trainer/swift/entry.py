@@ -10,6 +10,8 @@ import os
 import runpy
 import sys
 
+from finetune.frameworks.trainer.known_warnings import filter_known_warnings
+
 COMMAND_MODULES = {
     ("sft",): "swift.cli.sft",
     ("rlhf",): "swift.cli.rlhf",
@@ -66,6 +68,7 @@ def _run_name_from_environment(flags: list[str]) -> None:
 
 
 def main() -> None:
+    filter_known_warnings()
     args = sys.argv[1:]
     command = tuple(args[:-1])
     if command not in COMMAND_MODULES:

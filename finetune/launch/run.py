@@ -1,0 +1,98 @@
+"""Everything `finetune launch` does after planning, in the order it does it: the planner's gate, the format
+check, the messages, the run on this node and its verdict. `finetune demo` goes through this very path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from finetune.errors import FinetuneError, say
+from finetune.launch.execute import execute
+from finetune.launch.plan import LaunchPlan
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    gpu: str | None = None  # GPU type for the memory check (None: the recipe's)
+    force: bool = False  # launch although the planner says it does not fit
+    skip_format_check: bool = False
+    verbose: bool = False  # show the frameworks' full output, not only progress lines (the log has it always)
+
+
+def check_memory(plan: LaunchPlan, options: LaunchOptions) -> None:
+    """Refuse (before anything starts, dry runs too) a recipe the planner says does not fit this cluster."""
+    from finetune.planner import check_fits
+
+    try:
+        fit = check_fits(plan, gpu=options.gpu)
+    except FinetuneError as exc:
+        if not options.force:
+            raise
+        print(f"warning: --force: launching although the planner says it does not fit:\n{exc}", file=sys.stderr)
+        return
+    if fit is None:  # a local model of other shapes (the replica), which the planner does not size
+        print("memory: not planned (the model folder has other shapes than the recipe's model)", file=sys.stderr)
+        return
+    print(
+        f"memory: {fit.required_gib:.1f} of {fit.capacity_gib:.1f} GiB per GPU (planner); "
+        f"longest sequence {fit.max_seq_len:,} tokens",
+        file=sys.stderr,
+    )
+
+
+def check_format(plan: LaunchPlan, options: LaunchOptions) -> None:
+    """Refuse a run whose trained tokens differ from GLM-4.5's own format (finetune check-format)."""
+    from finetune.glm.format_check import check_format as compare
+
+    if options.skip_format_check:
+        print("warning: --skip-format-check: the training format was NOT compared with GLM-4.5's", file=sys.stderr)
+        return
+    report = compare(plan.recipe, plan.config)
+    if report.trained_mismatch:
+        raise FinetuneError(report.summary() + "\n(--skip-format-check launches anyway)")
+    print(report.summary(), file=sys.stderr)
+
+
+def run(plan: LaunchPlan, options: LaunchOptions) -> int:
+    """Check, start and watch the planned launch on this node; the exit code of its training."""
+    check_format(plan, options)
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if plan.resume_from is not None:
+        for skipped in plan.skipped_checkpoints:
+            print(f"skipping incomplete {skipped.path.name}: {skipped.reason}", flush=True)
+        print(f"resuming from {plan.resume_from} (attempt {plan.attempt})", flush=True)
+    print(f"run directory: {plan.run_dir}\ncommand: {plan.command}", flush=True)
+    note = deepspeed_compile_note(plan)
+    if note:
+        say(note)
+    code = execute(plan, verbose=options.verbose)
+    status = "finished" if code == 0 else f"failed with exit code {code}"
+    print(f"{plan.recipe.id} {status}; run directory: {plan.run_dir}", flush=True)
+    hint = sync_hint(plan)
+    if hint:
+        print(hint, flush=True)
+    return code
+
+
+def deepspeed_compile_note(plan: LaunchPlan) -> str | None:
+    """Say so when DeepSpeed will compile its CPU communication op before the first step (./setup.sh builds it;
+    a new cache folder or a removed build means a silent minute or two otherwise)."""
+    if shutil.which("nvidia-smi") or not plan.config.get(plan.framework.deepspeed_key()):
+        return None
+    folder = Path(plan.env.get("TORCH_EXTENSIONS_DIR") or os.environ.get("TORCH_EXTENSIONS_DIR", ""))
+    if not folder.name or any(folder.glob("deepspeed_shm_comm/*.so")):
+        return None
+    return f"DeepSpeed compiles its CPU communication op first (once, 1-2 minutes; kept in {folder})..."
+
+
+def sync_hint(plan: LaunchPlan) -> str | None:
+    """What uploads an offline run: `finetune sync RUN_DIR`, which finds every attempt's wandb folder (wandb's own
+    closing line names `wandb sync` on this attempt's folder only)."""
+    if plan.tracking.env.get("WANDB_MODE") != "offline" or plan.topology.node_rank != 0:
+        return None
+    return f"wandb: logged offline; upload it with `finetune sync {plan.run_dir}`"
