@@ -43,3 +43,9 @@ def test_failure_shows_the_tail_of_the_log():
     report = console.failure_report("logs/node0.log").decode().splitlines()
     assert report[0] == "last lines of logs/node0.log:" and report[-1] == "  ValueError: bad"
     assert len(report) == 41 and report[1] == "  line 62"
+
+
+def test_the_tail_keeps_the_last_state_of_a_redrawn_progress_bar():
+    console = QuietConsole()
+    list(console.feed([b"\r 10%|#   | 2/20\r 15%|#   | 3/20\n"]))
+    assert console.failure_report("log").decode().splitlines()[-1] == "   15%|#   | 3/20"
