@@ -4,7 +4,7 @@
 #
 #   .venv/          the launcher and LLaMA-Factory   (requirements.txt -> requirements/llamafactory.txt),
 #                   with the `finetune` command (.venv/bin/finetune, an editable install of this checkout)
-#   .venvs/swift/   ms-swift                          (requirements/swift.txt)
+#   .venvs/swift/   ms-swift and vLLM                 (requirements/swift.txt + requirements/vllm-<cpu|cuda>.txt)
 #
 # Usage: ./setup.sh [all|llamafactory|swift]        (default: all)
 # PYTHON picks the interpreter (3.11 or newer, default python3). On a machine with an NVIDIA GPU the
@@ -36,10 +36,13 @@ install_torch() {  # $1: venv
 
 strip_cuda_only_packages() {  # $1: venv. CUDA builds of these fail to import on CPU torch.
   local py="$1/bin/python"
-  if $py -m pip show -q torchvision >/dev/null 2>&1; then
-    log "CPU machine: removing torchvision (a CUDA build; text training does not use it)"
-    $py -m pip uninstall -q -y torchvision
-  fi
+  local pkg
+  for pkg in torchvision torchcodec; do
+    if $py -m pip show -q "$pkg" >/dev/null 2>&1; then
+      log "CPU machine: removing $pkg (a CUDA build; text training and serving do not use it)"
+      $py -m pip uninstall -q -y "$pkg"
+    fi
+  done
   # LLaMA-Factory imports torchaudio unconditionally; without its CUDA-only native library the
   # pure-Python package imports fine.
   $py - <<'PY'
@@ -52,10 +55,13 @@ if spec and spec.submodule_search_locations:
 PY
 }
 
-make_env() {  # $1: venv dir, $2: requirements file
-  local venv=$1 req=$2 stamp="$1/.finetune-setup"
-  local want
-  want="$DEVICE $(cat "$req" requirements/*.txt | sha256sum | cut -c1-16)"
+make_env() {  # $1: venv dir, $2...: requirements files, resolved together
+  local venv=$1 stamp="$1/.finetune-setup"
+  shift
+  local want req reqs=()
+  want="$DEVICE $(cat "$@" requirements/*.txt | sha256sum | cut -c1-16)"
+  for req in "$@"; do reqs+=(-r "$req"); done
+  req="$*"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     log "$venv is up to date"
     return
@@ -64,7 +70,7 @@ make_env() {  # $1: venv dir, $2: requirements file
   "$PYTHON" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
   install_torch "$venv"
-  "$venv/bin/python" -m pip install -q -r "$req"
+  "$venv/bin/python" -m pip install -q "${reqs[@]}"
   if [ "$DEVICE" = cpu ]; then strip_cuda_only_packages "$venv"; fi
   echo "$want" > "$stamp"
   log "$venv ready"
@@ -100,7 +106,7 @@ llamafactory_env() {
 }
 
 swift_env() {
-  make_env .venvs/swift requirements/swift.txt
+  make_env .venvs/swift requirements/swift.txt "requirements/vllm-$DEVICE.txt"
   prebuild_deepspeed_cpu_op .venvs/swift swift
 }
 

@@ -16,20 +16,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--system", help="system prompt")
     p.add_argument("--model", help="model name on the server (default: the first it lists)")
     p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--stream", action="store_true", help="print the reply as the server sends it (servers only)")
     p.set_defaults(func=cmd_chat)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from finetune.serving.chat import connect, repl
+    from finetune.serving.chat import connect, load_tools, repl
 
-    tools = json.loads(args.tools.read_text()) if args.tools else None
+    tools = load_tools(args.tools) if args.tools else None
     chat = connect(args.target, args.model)
     if args.message is None:
-        repl(chat, tools, thinking=not args.no_thinking, system=args.system)
+        repl(chat, tools, thinking=not args.no_thinking, system=args.system, stream=args.stream)
         return 0
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": args.message}
     ]
-    reply = chat.reply(messages, tools, thinking=not args.no_thinking, max_tokens=args.max_tokens)
+    reply = chat.reply(messages, tools, thinking=not args.no_thinking, max_tokens=args.max_tokens, stream=args.stream)
     print(json.dumps(reply, ensure_ascii=False))
     return 0

@@ -30,13 +30,11 @@ def add_render_args(p: argparse.ArgumentParser, *, recipe_optional: bool = False
     )
 
 
-def add_verbose_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="show the frameworks' full output (default: progress lines; the whole output is in RUN_DIR/logs/)",
-    )
+def add_verbose_arg(
+    p: argparse.ArgumentParser,
+    help: str = "show the frameworks' full output (default: progress lines; the whole output is in RUN_DIR/logs/)",
+) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help=help)
 
 
 def add_topology_args(p: argparse.ArgumentParser) -> None:

@@ -108,9 +108,10 @@ def training_segments(
     assistant, function with `{"reasoning", "content", "calls"}` already parsed) as alternating prompt and
     response texts whose concatenation is GLM-4.5's rendering with every trained turn as the model writes it.
 
-    Every response ends with its stop token, so the stop token is trained; the newline after `<|assistant|>` is
-    part of the prompt (the role header), as in ms-swift's `glm4_5`. thinking=False: reasoning is dropped,
-    users get `/nothink` and the empty think block moves into the prompt, as at serving time with thinking off.
+    Every response ends with its stop token, so the stop token is trained, and starts right after `<|assistant|>`,
+    where a served model's generation starts: the newline after the role token is trained too (a model that never
+    learnt it does not write it). thinking=False: reasoning is dropped, users get `/nothink` and the empty think
+    block moves into the prompt, as at serving time with thinking off.
     drop_history_reasoning: reasoning of turns before the last user message is dropped, as the official
     template does for context (used for prompts that are not trained).
     """
@@ -131,7 +132,7 @@ def training_segments(
                 text += "\n" + content + ASSISTANT
             else:
                 text += "\n<tool_response>\n" + msg["content"] + "\n</tool_response>" + ASSISTANT
-            out.append(text + ("\n" if thinking else EMPTY_THINK))  # the newline belongs to the role header
+            out.append(text if thinking else text + EMPTY_THINK)
             continue
         reasoning = msg.get("reasoning", "")
         if not thinking or (drop_history_reasoning and i < last_user):
@@ -140,5 +141,5 @@ def training_segments(
         following = messages[i + 1]["role"] if i + 1 < len(messages) else None
         stop = OBSERVATION if following == "observation" or (following is None and calls) else USER
         body = assistant_body(reasoning, msg.get("content", ""), calls, thinking=thinking)
-        out.append((body.removeprefix("\n") if thinking else body) + stop)
+        out.append(body + stop)
     return out

@@ -27,8 +27,6 @@ from finetune.errors import FinetuneError, say
 from finetune.glm.format import ASSISTANT, OBSERVATION, SYSTEM, USER
 from finetune.paths import REPO_ROOT, cache_dir
 
-HEADER_NEWLINE = "\n"  # after `<|assistant|>`: part of the prompt in both frameworks
-
 _WEATHER = {
     "type": "function",
     "function": {
@@ -181,11 +179,13 @@ def _span_end(piece: str) -> int:
 
 
 def generated_turn(tokenizer, messages: list[dict], tools: list[dict] | None, index: int) -> str:
-    """Assistant turn `index` as GLM-4.5 writes it when generating it (reasoning kept), plus its stop token, without
-    the newline that ends the `<|assistant|>` header (ms-swift's glm4_5 and the glm45 template leave it untrained)."""
+    """Assistant turn `index` as GLM-4.5 writes it when generating it (reasoning kept), plus its stop token: all
+    that follows the generation prompt (which ends at `<|assistant|>`), so from the newline after the role token
+    on. That newline is the first token a served model generates; a framework that leaves it in the prompt never
+    trains it (docs/format.md)."""
     text = official(tokenizer, messages[: index + 1], tools)
     span = text.rsplit(ASSISTANT, 1)[1]
-    return span.removeprefix(HEADER_NEWLINE) + (OBSERVATION if messages[index].get("tool_calls") else USER)
+    return span + (OBSERVATION if messages[index].get("tool_calls") else USER)
 
 
 def expected(tokenizer, messages: list[dict], tools: list[dict] | None, trained_from: int = 0) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def expected(tokenizer, messages: list[dict], tools: list[dict] | None, trained_
         turn = generated_turn(tokenizer, messages, tools, index)
         rest = pieces[k][_span_end(pieces[k]) :]  # the next role's token and what follows
         stop = OBSERVATION if messages[index].get("tool_calls") else USER
-        pieces[k] = HEADER_NEWLINE + turn + rest.removeprefix(stop)
+        pieces[k] = turn + rest.removeprefix(stop)
         trained.append(turn)
     return {"text": ASSISTANT.join(pieces), "trained": trained}
 

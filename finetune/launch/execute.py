@@ -22,6 +22,7 @@ from pathlib import Path
 from finetune.errors import FinetuneError
 from finetune.launch.console import QuietConsole
 from finetune.launch.plan import LaunchPlan
+from finetune.launch.process_group import stop_group
 from finetune.launch.record import launch_record
 from finetune.launch.rundir import LOGS_NAME, claim_run_dir, write_launch_record
 from finetune.tracking.manifest import build_manifest, write_manifest
@@ -61,16 +62,7 @@ def _tee(stream, log_path: Path, console: QuietConsole | None) -> threading.Thre
 
 def _terminate(proc: subprocess.Popen) -> None:
     """End torchrun and its workers (they share a process group)."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_group(proc, ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)))
 
 
 def execute(plan: LaunchPlan, *, verbose: bool = True) -> int:

@@ -20,7 +20,7 @@ from finetune.paths import cache_dir
 from finetune.recipes.models import ModelSpec, get_model
 from finetune.replica.tokenizer import CHAT_TEMPLATE_PATH, EOS_TOKENS, SPECIAL_TOKENS, vocab_size_padded
 
-FORMAT_VERSION = 2  # bump when the build below changes what it writes
+FORMAT_VERSION = 3  # bump when the build below changes what it writes
 MOE_LAYERS = 2
 SEED = 0
 STAMP = "replica.json"
@@ -30,7 +30,7 @@ TINY_SHAPES: dict[str, Any] = {
     "hidden_size": 64,
     "num_attention_heads": 8,
     "num_key_value_heads": 2,
-    "head_dim": 16,
+    "head_dim": 32,  # vLLM's CPU attention kernels reject 16; 32 is the smallest they run
     "intermediate_size": 128,
     "moe_intermediate_size": 32,
     "n_routed_experts": 8,

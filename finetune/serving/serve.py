@@ -2,70 +2,55 @@
 
 A merged model (`finetune export`, or a full fine-tune) is served as a model; a LoRA adapter is served on top of
 its base model where the engine can, which it cannot when the adapter adapts the routed experts (fused 3-D
-expert weights): that adapter must be merged first. Only flags the engines document are used (the lists below,
-from `vllm serve --help` / vLLM's OpenAI-server docs and SGLang's server-arguments docs).
+expert weights), nor on vLLM's CPU build (its LoRA path runs glm4_moe's MoE layers through Triton kernels that
+build lacks): that adapter must be merged first. The arguments are checked with the installed engine's own
+argument parser (`check_engine_args`), not against a list kept here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from finetune.errors import FinetuneError
+from finetune.errors import FinetuneError, say
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
+from finetune.paths import REPO_ROOT, cache_dir
+from finetune.serving.engine import DEFAULT_PORTS, EngineInstall, find_engine
 
-VLLM_FLAGS = frozenset(
-    {
-        "--served-model-name",
-        "--tensor-parallel-size",
-        "--tool-call-parser",
-        "--reasoning-parser",
-        "--enable-auto-tool-choice",
-        "--enable-lora",
-        "--lora-modules",
-        "--max-lora-rank",
-        "--host",
-        "--port",
-        "--max-model-len",
-        "--trust-remote-code",
-    }
-)
-SGLANG_FLAGS = frozenset(
-    {
-        "--model-path",
-        "--served-model-name",
-        "--tp",
-        "--tool-call-parser",
-        "--reasoning-parser",
-        "--enable-lora",
-        "--lora-paths",
-        "--max-lora-rank",
-        "--host",
-        "--port",
-        "--context-length",
-        "--trust-remote-code",
-    }
-)
+# vLLM 0.32's `glm45` forces GLM-4.7's tool-call layout on generation; this plugin parses the same and leaves the
+# trained GLM-4.5 layout alone (finetune/serving/vllm_plugins/glm45_tool_parser.py, docs/serving.md)
+GLM45_TRAINED_PLUGIN = REPO_ROOT / "finetune" / "serving" / "vllm_plugins" / "glm45_tool_parser.py"
+GLM45_TRAINED_PARSER = "glm45_trained"
 GLM45_PARSER = "glm45"  # both engines name GLM-4.5's tool-call and reasoning parsers so
 ROUTED_EXPERT_MARKERS = ("experts", "gate_up_proj")  # fused routed-expert weights in transformers 5 glm4_moe
 DEFAULT_GPUS = 8
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServePlan:
-    engine: str
+    """One server for one run: the command, its environment, where it answers, and the arguments its engine's
+    parser is asked about."""
+
+    engine: EngineInstall
     argv: list[str]
-    notes: list[str]
+    engine_args: list[str]  # the argv after the program, in the form the engine's parser reads (--model MODEL ...)
+    url: str
+    model_name: str
+    env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def command(self) -> str:
-        return shlex.join(self.argv)
+        prefix = [f"{k}={v}" for k, v in self.env.items()]
+        return shlex.join([*prefix, *self.argv]) if prefix else shlex.join(self.argv)
 
 
 def gpu_count() -> int:
@@ -112,6 +97,27 @@ def find_weights(run_dir: Path) -> tuple[Path, Path | None, str]:
     return weights, None, record["model"]
 
 
+def _stored_dtype(model: Path) -> str | None:
+    config = model / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except json.JSONDecodeError as error:
+        raise FinetuneError(f"{config} is not valid JSON ({error}); the model folder is damaged.") from error
+    return data.get("dtype") or data.get("torch_dtype")
+
+
+def _recipe_gpus(record: dict) -> int | None:
+    """GPUs per node of the recipe the run trained (what it is sized for), when the recipe is still here."""
+    from finetune.recipes.recipe import resolve_recipe
+
+    try:
+        return resolve_recipe(record["recipe"]).meta.gpus_per_node
+    except (FinetuneError, KeyError):
+        return None
+
+
 def plan_serve(
     run_dir: Path,
     engine: str,
@@ -120,72 +126,119 @@ def plan_serve(
     name: str | None = None,
     host: str | None = None,
     port: int | None = None,
+    max_model_len: int | None = None,
+    install: EngineInstall | None = None,
 ) -> ServePlan:
+    """The server for `run_dir`. Tensor parallelism: `gpus`, else the recipe's GPUs per node capped by this
+    machine's, else this machine's; 1 on vLLM's CPU build."""
+    if engine not in DEFAULT_PORTS:
+        raise FinetuneError(f"--engine {engine}: choose vllm or sglang.")
     run_dir = run_dir.resolve()
+    install = install or find_engine(engine)
     model, adapter, _ = find_weights(run_dir)
+    record, _ = _read_run(run_dir)
     name = name or run_dir.name
-    tp = gpus or gpu_count()
     notes = []
     if adapter is not None and adapter_targets_routed_experts(adapter):
         raise FinetuneError(
             f"The adapter in {adapter} adapts the routed experts (fused expert weights), which neither vLLM nor "
-            f"SGLang can load as a LoRA adapter: merge it first with `python -m finetune export {run_dir}`, then "
+            f"SGLang can load as a LoRA adapter: merge it first with `finetune export {run_dir}`, then "
             "serve the run again (the merged model is found automatically)."
         )
-    if engine == "vllm":
-        argv = [
-            "vllm",
-            "serve",
-            str(model),
-            "--served-model-name",
-            name,
-            "--tensor-parallel-size",
-            str(tp),
-            "--tool-call-parser",
-            GLM45_PARSER,
-            "--reasoning-parser",
-            GLM45_PARSER,
-            "--enable-auto-tool-choice",
-        ]
-        if adapter is not None:
-            argv += [
-                "--enable-lora",
-                "--lora-modules",
-                f"{name}={adapter}",
-                "--max-lora-rank",
-                str(_lora_rank(adapter)),
-            ]
-    elif engine == "sglang":
-        argv = [
-            "python",
-            "-m",
-            "sglang.launch_server",
-            "--model-path",
-            str(model),
-            "--served-model-name",
-            name,
-            "--tp",
-            str(tp),
-            "--tool-call-parser",
-            GLM45_PARSER,
-            "--reasoning-parser",
-            GLM45_PARSER,
-        ]
-        if adapter is not None:
-            argv += ["--enable-lora", "--lora-paths", f"{name}={adapter}", "--max-lora-rank", str(_lora_rank(adapter))]
+    if adapter is not None and install.cpu_build:
+        raise FinetuneError(
+            f"{run_dir} holds a LoRA adapter ({adapter}) and this machine's vLLM is the CPU build, whose LoRA path "
+            "runs glm4_moe's MoE layers through Triton kernels it does not have (every request fails): merge it "
+            f"first with `finetune export {run_dir}`, then serve the run again (the merged model is found "
+            "automatically). On a GPU machine the adapter is served on its base model."
+        )
+    if install.cpu_build:
+        tp = 1
     else:
-        raise FinetuneError(f"--engine {engine}: choose vllm or sglang.")
+        machine = gpu_count()
+        tp = gpus or min(_recipe_gpus(record) or machine, machine)
+    parser = GLM45_PARSER
+    lora = [f"{name}={adapter}", "--max-lora-rank", str(_lora_rank(adapter))] if adapter is not None else []
+    args: list[str] = ["--served-model-name", name]
+    if engine == "vllm":
+        args += ["--tensor-parallel-size", str(tp), "--tool-parser-plugin", str(GLM45_TRAINED_PLUGIN)]
+        args += ["--tool-call-parser", GLM45_TRAINED_PARSER, "--reasoning-parser", parser, "--enable-auto-tool-choice"]
+        if adapter is not None:
+            args += ["--enable-lora", "--lora-modules", *lora]
+        if max_model_len:
+            args += ["--max-model-len", str(max_model_len)]
+    else:
+        args += ["--tp", str(tp), "--tool-call-parser", parser, "--reasoning-parser", parser]
+        if adapter is not None:
+            args += ["--enable-lora", "--lora-paths", *lora]
+        if max_model_len:
+            args += ["--context-length", str(max_model_len)]
+    if install.cpu_build:
+        args += ["--enforce-eager"]  # no graph capture on a CPU
+        notes.append("vLLM's CPU build: tensor parallel 1, eager mode")
+        if _stored_dtype(Path(model)) == "float32":
+            args += ["--dtype", "float32"]  # served as stored (the engine would otherwise downcast)
     if host:
-        argv += ["--host", host]
-    if port:
-        argv += ["--port", str(port)]
+        args += ["--host", host]
+    port = port or DEFAULT_PORTS[engine]
+    if port != DEFAULT_PORTS[engine]:
+        args += ["--port", str(port)]
     if adapter is not None:
         notes.append(
             f"serving the adapter {adapter} on its base model {model}; request model `{name}` for the "
             "fine-tuned behaviour (the base model answers under its own name)"
         )
-    return ServePlan(engine, argv, notes)
+    program = install.program(str(model))
+    model_flag = "--model" if engine == "vllm" else "--model-path"
+    engine_args = [model_flag, str(model), *args]
+    shown_host = "127.0.0.1" if host in (None, "", "0.0.0.0", "::") else host
+    return ServePlan(
+        engine=install,
+        argv=[*program, *args],
+        engine_args=engine_args,
+        url=f"http://{shown_host}:{port}",
+        model_name=name,
+        env=install.env(),
+        notes=notes,
+    )
 
 
-def flags_of(argv: list[str]) -> list[str]:
-    return [a for a in argv if a.startswith("--")]
+def engine_verdicts(install: EngineInstall, env: dict[str, str], commands: list[list[str]]) -> list[dict]:
+    """The installed engine's own argument parser on each command (arguments after the program): one verdict each,
+    {"ok": bool, "error": message}. One process for all of them; answers cached by command and environment."""
+    digest = hashlib.sha256(json.dumps([install.engine, commands]).encode())
+    digest.update((REPO_ROOT / "finetune" / "serving" / "engine_args.py").read_bytes())
+    for site in sorted(install.python.parent.parent.glob("lib/python*/site-packages")):
+        digest.update(str(site.stat().st_mtime_ns).encode())
+    cache = cache_dir() / "checks" / f"serve-{digest.hexdigest()[:32]}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    say(f"checking the arguments with {install.engine}'s own argument parser (once; about 10 s)...")
+    proc = subprocess.run(
+        [str(install.python), "-m", "finetune.serving.engine_args"],
+        input=json.dumps({"engine": install.engine, "commands": commands}),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise FinetuneError(
+            f"Could not run {install.engine}'s argument parser ({install.python}):\n" + proc.stderr[-3000:]
+        )
+    verdicts = json.loads(lines[-1])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(verdicts))
+    return verdicts
+
+
+def check_engine_args(plan: ServePlan) -> None:
+    """Raise, with the engine's own message, when the installed engine rejects the plan's arguments."""
+    if not plan.engine.installed:
+        return
+    (verdict,) = engine_verdicts(plan.engine, plan.env, [plan.engine_args])
+    if not verdict["ok"]:
+        raise FinetuneError(
+            f"The installed {plan.engine.engine} rejects the serve command: {verdict['error']}\n  {plan.command}"
+        )

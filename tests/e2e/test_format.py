@@ -100,8 +100,11 @@ def test_segments_reproduce_the_golden_text_and_train_turn_plus_stop(vector):
     responses = segments[1::2]
     last_stop = fmt.OBSERVATION if messages[-1].get("calls") else fmt.USER
     assert "".join(segments) == vector["expected"] + last_stop
+    for prompt in segments[::2]:
+        assert prompt.endswith(fmt.ASSISTANT)  # the generation prompt, as the official template ends it
     for response, message in zip(responses, messages[1::2], strict=True):
-        assert response.startswith("<think>")  # the think block is trained, empty or not; its header newline is not
+        # what a served model generates after the prompt's `<|assistant|>`: the newline, then the think block
+        assert response.startswith("\n<think>")
         assert response.endswith(fmt.OBSERVATION if message["role"] == "function" else fmt.USER)
         assert "<tool_response>" not in response and fmt.ASSISTANT not in response
 

@@ -1,6 +1,6 @@
 """SWIFT recipes through `finetune launch`, against the real ms-swift on the replica (its own environment).
 
-LoRA SFT, full SFT, DPO, GRPO (without vLLM: it needs a GPU) and ZeRO-3 under torchrun with two processes;
+LoRA SFT, full SFT, DPO, GRPO (with vLLM's CPU build rolling out) and ZeRO-3 under torchrun with two processes;
 then `finetune export` of a LoRA run. Megatron recipes only parse here: Megatron-SWIFT needs a GPU stack.
 """
 
@@ -37,7 +37,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _swift_launch(recipe_id: str, run_dir: Path, replica: Path, nproc: int = 1, *extra: str):
+def _swift_launch(
+    recipe_id: str, run_dir: Path, replica: Path, nproc: int = 1, *extra: str, env: dict[str, str] | None = None
+):
     recipe = resolve_recipe(recipe_id)
     args = [
         "launch",
@@ -57,7 +59,7 @@ def _swift_launch(recipe_id: str, run_dir: Path, replica: Path, nproc: int = 1, 
     ]
     for key, value in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items():
         args += ["--set", format_override(key, value)]
-    out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
     return out
 
@@ -246,12 +248,26 @@ def test_dpo_starts_at_ln2(runs, air_replica):
 
 
 @pytest.mark.train
-def test_grpo_logs_the_sample_rewards(runs, air_replica):
+@pytest.mark.vllm
+def test_grpo_rolls_out_with_vllm_and_its_rewards_vary(runs, air_replica):
+    """The recipe as it runs on a cluster: vLLM colocated in the trainer's process (its CPU build here, one
+    "GPU"), the recipe's reward functions scoring its completions."""
     run_dir = runs / "grpo"
-    _swift_launch("swift/glm45-air_grpo_4xh100", run_dir, air_replica, 1, "--set", "deepspeed=null")
+    _swift_launch(
+        "swift/glm45-air_grpo_4xh100",
+        run_dir,
+        air_replica,
+        1,
+        "--set",
+        "deepspeed=null",
+        env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+    )
+    log = (run_dir / "logs" / "node0.log").read_text()
+    assert "Loading safetensors checkpoint shards: 100% Completed" in log  # vLLM's own loader, not transformers'
     rows = _logged(run_dir)
     assert rows and all("rewards/Glm45Answer/mean" in r and "rewards/Glm45Format/mean" in r for r in rows)
     assert all(math.isfinite(r["reward"]) for r in rows)
+    assert any(r["reward_std"] > 0 for r in rows)  # completions of one prompt scored differently: a signal to learn
 
 
 @pytest.mark.train

@@ -86,13 +86,10 @@ class Swift(Framework):
             "dataset_num_proc": 1,
             "dataloader_num_workers": 0,
         }
-        if meta.method == "grpo":  # generate with the trainer's own model: vLLM needs a GPU
+        if meta.method == "grpo":  # vLLM's CPU build rolls out in the trainer's process, one "GPU", nothing asleep
             overrides |= {
-                "use_vllm": False,
-                "vllm_mode": None,
-                "vllm_tensor_parallel_size": None,
-                "vllm_gpu_memory_utilization": None,
-                "vllm_max_model_len": None,
+                "vllm_tensor_parallel_size": 1,
+                "vllm_max_model_len": 1024,
                 "sleep_level": 0,
                 "offload_model": False,
                 "offload_optimizer": False,

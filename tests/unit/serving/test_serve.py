@@ -1,17 +1,23 @@
-"""`finetune serve`: vLLM / SGLang commands with GLM-4.5's parsers, using only flags the engines document."""
+"""`finetune serve`: vLLM / SGLang commands with GLM-4.5's parsers, for each way the engine can be installed.
+
+Whether the installed vLLM's own parser accepts them is tests/e2e/test_vllm.py's job (it needs .venvs/swift)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
 from finetune.errors import FinetuneError
-from finetune.serving.serve import SGLANG_FLAGS, VLLM_FLAGS, flags_of, plan_serve
+from finetune.serving.engine import EngineInstall
+from finetune.serving.serve import plan_serve
 from tests.conftest import run_cli
+
+ABSENT = {"vllm": EngineInstall("vllm", None), "sglang": EngineInstall("sglang", None)}
+CUDA_VLLM = EngineInstall("vllm", Path("/env/bin/python"))
+CPU_VLLM = EngineInstall("vllm", Path("/env/bin/python"), cpu_build=True, has_torchvision=False)
 
 
 def _run_dir(tmp_path, targets=None, merged=False):
@@ -35,45 +41,63 @@ def _run_dir(tmp_path, targets=None, merged=False):
     return run
 
 
-@pytest.mark.parametrize("engine,documented", [("vllm", VLLM_FLAGS), ("sglang", SGLANG_FLAGS)])
-def test_adapter_is_served_on_its_base_model(tmp_path, engine, documented):
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_adapter_is_served_on_its_base_model(tmp_path, engine):
     run = _run_dir(tmp_path)
-    plan = plan_serve(run, engine, gpus=4)
-    assert set(flags_of(plan.argv)) <= documented
+    plan = plan_serve(run, engine, gpus=4, install=ABSENT[engine])
     argv = plan.argv
-    assert argv[argv.index("--tool-call-parser") + 1] == argv[argv.index("--reasoning-parser") + 1] == "glm45"
+    assert argv[argv.index("--reasoning-parser") + 1] == "glm45"
+    # vLLM: glm45's parsing without the GLM-4.7 grammar vLLM 0.32 puts on generation (docs/serving.md)
+    parser = "glm45_trained" if engine == "vllm" else "glm45"
+    assert argv[argv.index("--tool-call-parser") + 1] == parser
+    if engine == "vllm":
+        assert argv[argv.index("--tool-parser-plugin") + 1].endswith(
+            "finetune/serving/vllm_plugins/glm45_tool_parser.py"
+        )
     assert "/models/GLM-4.5-Air" in argv and "--enable-lora" in argv
     assert f"glm45-air-lora-run={run / 'output'}" in argv
     assert argv[argv.index("--tp" if engine == "sglang" else "--tensor-parallel-size") + 1] == "4"
     assert argv[argv.index("--max-lora-rank") + 1] == "16"
+    # what the engine's parser is asked about: the same arguments, the model as its option
+    assert plan.engine_args[:2] == ["--model" if engine == "vllm" else "--model-path", "/models/GLM-4.5-Air"]
+    assert plan.engine_args[2:] == argv[argv.index("--served-model-name") :]
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_merged_model_is_served_as_a_model(tmp_path, engine):
-    plan = plan_serve(_run_dir(tmp_path, merged=True), engine, gpus=8, name="mine")
+    plan = plan_serve(_run_dir(tmp_path, merged=True), engine, gpus=8, name="mine", install=ABSENT[engine])
     assert str(tmp_path / "glm45-air-lora-run" / "merged") in plan.argv and "--enable-lora" not in plan.argv
     assert plan.argv[plan.argv.index("--served-model-name") + 1] == "mine"
+
+
+def test_tensor_parallel_follows_the_recipe_cluster(tmp_path):
+    plan = plan_serve(_run_dir(tmp_path, merged=True), "vllm", install=CUDA_VLLM)  # a 4-GPU recipe
+    assert plan.argv[:3] == ["/env/bin/vllm", "serve", str(tmp_path / "glm45-air-lora-run" / "merged")]
+    assert plan.argv[plan.argv.index("--tensor-parallel-size") + 1] == "4"
+
+
+def test_cpu_build_runs_as_a_module_in_eager_mode_without_swifts_plugin(tmp_path):
+    plan = plan_serve(_run_dir(tmp_path, merged=True), "vllm", gpus=8, port=8123, install=CPU_VLLM)
+    assert plan.argv[:3] == ["/env/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert plan.argv[plan.argv.index("--tensor-parallel-size") + 1] == "1"
+    assert "--enforce-eager" in plan.argv and plan.url == "http://127.0.0.1:8123"
+    assert "swift" not in plan.env["VLLM_PLUGINS"]
+    assert plan.command.startswith("VLLM_PLUGINS=")
+
+
+def test_cpu_build_refuses_an_adapter_and_says_to_merge(tmp_path):
+    with pytest.raises(FinetuneError, match="CPU build.*merge it\\s+first"):
+        plan_serve(_run_dir(tmp_path), "vllm", install=CPU_VLLM)
 
 
 def test_routed_expert_adapter_must_be_merged_first(tmp_path):
     run = _run_dir(tmp_path, targets=["q_proj", "mlp.experts.gate_up_proj"])
     with pytest.raises(FinetuneError, match="merge it first"):
-        plan_serve(run, "vllm", gpus=8)
+        plan_serve(run, "vllm", gpus=8, install=CUDA_VLLM)
 
 
 def test_cli_prints_the_command(tmp_path):
     proc = run_cli("serve", str(_run_dir(tmp_path)), "--engine", "sglang", "--gpus", "2")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("python -m sglang.launch_server --model-path /models/GLM-4.5-Air")
-
-
-@pytest.mark.parametrize(
-    "engine,help_cmd",
-    [("vllm", ["vllm", "serve", "--help=all"]), ("sglang", ["python", "-m", "sglang.launch_server", "--help"])],
-)
-def test_flags_exist_in_the_installed_engine(tmp_path, engine, help_cmd):
-    if importlib.util.find_spec(engine) is None:
-        pytest.skip(f"{engine} is not installed here; checked against its documented flags above")
-    text = subprocess.run(help_cmd, capture_output=True, text=True).stdout
-    for flag in flags_of(plan_serve(_run_dir(tmp_path), engine, gpus=1).argv):
-        assert flag in text, flag
+    assert "not installed here" in proc.stderr

@@ -67,6 +67,10 @@ def _run_name_from_environment(flags: list[str]) -> None:
         flags += ["--run_name", os.environ["WANDB_NAME"]]
 
 
+def _flag_value(flags: list[str], flag: str) -> str | None:
+    return flags[flags.index(flag) + 1].lower() if flag in flags[:-1] else None
+
+
 def main() -> None:
     filter_known_warnings()
     args = sys.argv[1:]
@@ -81,6 +85,13 @@ def main() -> None:
         _gloo_for_deepspeed_without_gpu()
     _register_callbacks(flags)
     _run_name_from_environment(flags)
+    if _flag_value(flags, "--use_vllm") == "true":
+        from finetune.frameworks.trainer.swift.vllm_cpu import prepare_vllm_on_cpu
+
+        prepare_vllm_on_cpu()
+    from finetune.frameworks.trainer.swift.header_newline import train_header_newline
+
+    train_header_newline()
     sys.argv = [COMMAND_MODULES[command], *flags]
     runpy.run_module(COMMAND_MODULES[command], run_name="__main__", alter_sys=True)
 

@@ -30,6 +30,9 @@ def main() -> None:
     from swift.model import get_processor
     from swift.template import get_template
 
+    from finetune.frameworks.trainer.swift.header_newline import train_header_newline
+
+    train_header_newline()  # as the training entry does
     tokenizer = get_processor(request["tokenizer"], model_type="glm4_moe", download_model=False)
     template = get_template(
         tokenizer,
