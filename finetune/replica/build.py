@@ -28,8 +28,8 @@ STAMP = "replica.json"
 # Sizes that replace the real ones; every other config value is the real model's.
 TINY_SHAPES: dict[str, Any] = {
     "hidden_size": 64,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 2,
+    "num_attention_heads": 4,  # 4 x 32 = 128 attention width, twice the hidden size (96 x 128 vs 5120 for real)
+    "num_key_value_heads": 2,  # grouped-query attention kept
     "head_dim": 32,  # vLLM's CPU attention kernels reject 16; 32 is the smallest they run
     "intermediate_size": 128,
     "moe_intermediate_size": 32,

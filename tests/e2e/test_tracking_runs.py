@@ -98,7 +98,10 @@ def swift_run(runs, air_replica):
 @pytest.fixture(scope="module")
 def grpo_run(runs, air_replica):
     run_dir = runs / "swift-grpo"
-    out = _launch(SWIFT_GRPO, run_dir, air_replica, 1, "--set", "deepspeed=null", "--set", "beta=0.04")
+    # what is tracked, not how completions are made: the trainer's own generate (tests/e2e/test_swift.py runs vLLM)
+    no_vllm = ("--set", "use_vllm=false", "--set", "vllm_mode=null", "--set", "vllm_tensor_parallel_size=null")
+    no_vllm += ("--set", "vllm_gpu_memory_utilization=null", "--set", "vllm_max_model_len=null")
+    out = _launch(SWIFT_GRPO, run_dir, air_replica, 1, "--set", "deepspeed=null", "--set", "beta=0.04", *no_vllm)
     return run_dir, out, _only_run(run_dir)
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,7 +103,7 @@ def _train_and_export(framework: str, replica: Path, data_root: Path, run_dir: P
         "--master-port",
         str(_free_port()),
         *sets,
-        env={"FINETUNE_DATA_ROOT": str(data_root), "OMP_NUM_THREADS": "2"},
+        env={"FINETUNE_DATA_ROOT": str(data_root), "OMP_NUM_THREADS": "1"},  # the two frameworks train side by side
         timeout=900,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -110,28 +112,41 @@ def _train_and_export(framework: str, replica: Path, data_root: Path, run_dir: P
     return run_dir
 
 
-@contextmanager
-def serving(run_dir: Path, *extra: str):
-    """`finetune serve RUN_DIR --run` as a user starts it; yields the URL it prints; Ctrl-C at the end."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finetune", "serve", str(run_dir), "--run", "--port", str(port), *extra],
+def _start_server(run_dir: Path, *extra: str) -> subprocess.Popen:
+    """`finetune serve RUN_DIR --run`, as a user starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "finetune", "serve", str(run_dir), "--run", "--port", str(_free_port()), *extra],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **SERVER_ENV},
     )
-    try:
-        line = proc.stdout.readline()  # the launcher prints one line once the server answers (bounded by --wait)
-        assert line.startswith("serving "), line + proc.stderr.read()[-3000:]
-        url = line.split(" at ")[1].split()[0].removesuffix("/v1")
-        yield url
-    finally:
+
+
+def _ready_url(proc: subprocess.Popen) -> str:
+    line = proc.stdout.readline()  # the launcher prints one line once the server answers (bounded by --wait)
+    assert line.startswith("serving "), line + proc.stderr.read()[-3000:]
+    return line.split(" at ")[1].split()[0].removesuffix("/v1")
+
+
+def _stop_servers(*procs: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops it: each must stop its engine and exit 0."""
+    for proc in procs:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=90)
-    assert proc.returncode == 0, err[-3000:]
-    assert "server stopped" in out
+    ended = [(proc, *proc.communicate(timeout=90)) for proc in procs]
+    for proc, out, err in ended:
+        assert proc.returncode == 0, err[-3000:]
+        assert "server stopped" in out
+
+
+@contextmanager
+def serving(run_dir: Path, *extra: str):
+    proc = _start_server(run_dir, *extra)
+    try:
+        yield _ready_url(proc)
+    finally:
+        _stop_servers(proc)
 
 
 def _call(message: dict) -> list[dict]:
@@ -162,34 +177,54 @@ def _assert_replays_the_training_rows(chat: ServerChat) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, air_replica, data_root):
-    """One fine-tuned, merged run per framework, trained once for the module."""
+    """One fine-tuned, merged run per framework, trained once for the module, both at once (one core each)."""
     root = tmp_path_factory.mktemp("vllm-runs")
-    return {fw: _train_and_export(fw, air_replica, data_root, root / fw) for fw in RECIPES}
+    with ThreadPoolExecutor(len(RECIPES)) as pool:
+        runs = {fw: pool.submit(_train_and_export, fw, air_replica, data_root, root / fw) for fw in RECIPES}
+        return {fw: run.result() for fw, run in runs.items()}
 
 
-@pytest.mark.parametrize("framework", list(RECIPES))
-def test_served_replies_equal_the_training_targets(framework, trained, tmp_path):
-    with serving(trained[framework]) as url:
+@pytest.fixture(scope="class")
+def servers(trained):
+    """Both frameworks' merged runs served at once (the two engines start side by side); stopped with Ctrl-C."""
+    procs = {fw: _start_server(run) for fw, run in trained.items()}
+    try:
+        yield {fw: _ready_url(proc) for fw, proc in procs.items()}
+    finally:
+        _stop_servers(*procs.values())
+
+
+class TestServedRuns:
+    """Both servers live for this class only: the tests after it start their own."""
+
+    @pytest.mark.parametrize("framework", list(RECIPES))
+    def test_served_replies_equal_the_training_targets(self, framework, servers, tmp_path):
+        url = servers[framework]
         chat = ServerChat(url)
         _assert_replays_the_training_rows(chat)
-        if framework != "llamafactory":
-            return
-        # the same server, as `finetune chat` users reach it: streaming, thinking off, the one-shot CLI
-        row = ROWS[0]
-        whole = chat.reply(row["messages"][:1], row["tools"], max_tokens=200)
-        pieces: list[tuple[str, str]] = []
-        streamed = chat.reply(
-            row["messages"][:1], row["tools"], max_tokens=200, stream=True, on_text=lambda k, t: pieces.append((k, t))
-        )
-        assert streamed == whole
-        assert "".join(t for k, t in pieces if k == "reasoning").strip() == whole["reasoning"] and len(pieces) > 1
-        off = chat.reply(row["messages"][:1], row["tools"], max_tokens=200, thinking=False)
-        assert not off["reasoning"]  # the template's empty think block; the parser finds no reasoning
-        tools = tmp_path / "tools.json"
-        tools.write_text(json.dumps(row["tools"]))
-        one_shot = run_cli("chat", url, "--message", row["messages"][0]["content"], "--tools", str(tools), "--stream")
-        assert one_shot.returncode == 0, one_shot.stderr
-        assert json.loads(one_shot.stdout.strip().splitlines()[-1])["tool_calls"] == _call(row["messages"][1])
+        if framework == "llamafactory":
+            # the same server, as `finetune chat` users reach it: streaming, thinking off, the one-shot CLI
+            row = ROWS[0]
+            whole = chat.reply(row["messages"][:1], row["tools"], max_tokens=200)
+            pieces: list[tuple[str, str]] = []
+            streamed = chat.reply(
+                row["messages"][:1],
+                row["tools"],
+                max_tokens=200,
+                stream=True,
+                on_text=lambda k, t: pieces.append((k, t)),
+            )
+            assert streamed == whole
+            assert "".join(t for k, t in pieces if k == "reasoning").strip() == whole["reasoning"] and len(pieces) > 1
+            off = chat.reply(row["messages"][:1], row["tools"], max_tokens=200, thinking=False)
+            assert not off["reasoning"]  # the template's empty think block; the parser finds no reasoning
+            tools = tmp_path / "tools.json"
+            tools.write_text(json.dumps(row["tools"]))
+            one_shot = run_cli(
+                "chat", url, "--message", row["messages"][0]["content"], "--tools", str(tools), "--stream"
+            )
+            assert one_shot.returncode == 0, one_shot.stderr
+            assert json.loads(one_shot.stdout.strip().splitlines()[-1])["tool_calls"] == _call(row["messages"][1])
 
 
 def test_a_server_that_cannot_start_is_reported_with_its_log(trained, tmp_path):
@@ -220,6 +255,33 @@ def test_a_server_that_is_not_ready_in_time_is_stopped(trained):
     assert out.returncode != 0 and "did not answer" in out.stderr and "within 2 s" in out.stderr
     left = subprocess.run(["pgrep", "-f", f"vllm.* --model {trained['llamafactory'] / 'merged'}"], capture_output=True)
     assert left.returncode == 1, left.stdout  # no server left behind
+
+
+@pytest.mark.gpu
+def test_an_adapter_served_on_its_base_model_answers_as_its_merge(tmp_path, air_replica, data_root):
+    """GPU twin of the round trip above (vLLM's CPU build cannot serve adapters on glm4_moe): a LoRA-only run of the
+    LLaMA-Factory recipe, served as base model + adapter (`--enable-lora`) and as its merge, gives the same greedy
+    replies to the training prompts."""
+    recipe = resolve_recipe(RECIPES["llamafactory"])
+    overrides = {**get_framework("llamafactory").cpu_smoke_overrides(30, recipe.meta), **MEMORIZE["llamafactory"]}
+    overrides.pop("additional_target")  # vLLM serves LoRA weights only
+    sets = [a for k, v in overrides.items() for a in ("--set", format_override(k, v))]
+    adapter_run = tmp_path / "adapter"
+    out = run_cli(
+        "launch", recipe.id, "--model", str(air_replica), "--dataset", "tool_proof", "--run-dir", str(adapter_run),
+        "--nnodes", "1", "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+        *sets, env={"FINETUNE_DATA_ROOT": str(data_root)}, timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    merged_run = tmp_path / "merged"
+    shutil.copytree(adapter_run, merged_run)
+    assert run_cli("export", str(merged_run), timeout=600).returncode == 0
+    replies = {}
+    for name, run in (("adapter", adapter_run), ("merged", merged_run)):
+        with serving(run, "--gpus", "1") as url:
+            chat = ServerChat(url, model=run.name)  # the adapter's name, not the base model's
+            replies[name] = [chat.reply(r["messages"][:1], r["tools"], max_tokens=100) for r in ROWS]
+    assert replies["adapter"] == replies["merged"]
 
 
 # -- the engine's own argument parser ------------------------------------------------------------------------------
