@@ -52,6 +52,14 @@ def check_environment(framework_name: str) -> Finding:
     return Finding(name, "ok", f"imports work, torch {torch_version} with CUDA")
 
 
+def check_vllm(install) -> Finding:
+    """vLLM in the ms-swift environment: GRPO recipes roll out with it, `finetune serve` starts it."""
+    if not install.installed:
+        return Finding("vLLM", "fail", "not installed in the ms-swift environment", "run ./setup.sh swift")
+    build = "the CPU build (no GPU here; serving only merged models)" if install.cpu_build else "the CUDA wheel"
+    return Finding("vLLM", "ok", f"{build} in {install.python.parent.parent}")
+
+
 def gpus() -> list[tuple[str, float]]:
     """(name, memory GiB) of each NVIDIA GPU nvidia-smi reports; empty without one."""
     if not shutil.which("nvidia-smi"):
@@ -176,6 +184,10 @@ def check_disk(runs_root: Path, recipe: Recipe | None) -> Finding:
 def run_checks(recipe: Recipe | None, runs_root: Path, nnodes: int) -> list[Finding]:
     frameworks = [recipe.framework] if recipe else ["llamafactory", "swift"]
     findings = [check_environment(name) for name in frameworks]
+    if recipe is None or recipe.config.get("use_vllm"):
+        from finetune.serving.engine import find_engine
+
+        findings.append(check_vllm(find_engine("vllm")))
     findings += [
         check_gpus(recipe),
         check_network(),

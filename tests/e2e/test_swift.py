@@ -318,3 +318,27 @@ def test_megatron_recipe_trains_on_gpu(recipe_id, runs, air_replica, glm45_repli
         timeout=1800,
     )
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+@pytest.mark.vllm
+def test_grpo_rollouts_follow_the_weights_the_trainer_syncs(air_replica):
+    """Colocated GRPO loads the policy's weights into vLLM after each step. On vLLM's CPU build that load fails
+    without the repository's hook (finetune/frameworks/trainer/swift/vllm_cpu.py); with it, vLLM's greedy tokens
+    after the load are transformers' greedy tokens on the loaded weights, not the old ones."""
+    proc = subprocess.run(
+        [
+            str(SWIFT.python()),
+            str(REPO_ROOT / "tests" / "e2e" / "scripts" / "vllm_weight_sync.py"),
+            str(air_replica),
+            "hook",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result
+    assert result["after"] == result["expected"] != result["before"]

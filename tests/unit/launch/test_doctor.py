@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from finetune.launch.doctor import check_network, check_shared_storage, run_checks
+from finetune.launch.doctor import check_network, check_shared_storage, check_vllm, run_checks
 from finetune.recipes.recipe import resolve_recipe
+from finetune.serving.engine import EngineInstall
 from tests.conftest import run_cli
 
 
@@ -15,6 +16,15 @@ def test_doctor_on_this_machine(tmp_path):
     if findings["GPUs"].status == "fail":  # a CPU machine: doctor fails the node and says why
         assert out.returncode == 1 and "no NVIDIA GPU visible" in out.stdout
     assert "how to fix" in out.stdout
+
+
+def test_vllm_is_checked_for_recipes_that_roll_out_with_it(tmp_path):
+    grpo = {f.check: f for f in run_checks(resolve_recipe("swift/glm45-air_grpo_4xh100"), tmp_path, 1)}
+    assert grpo["vLLM"].status == "ok" and "CPU build" in grpo["vLLM"].detail  # setup.sh installed it here
+    lora = {f.check for f in run_checks(resolve_recipe("swift/glm45-air_lora_4xh100"), tmp_path, 1)}
+    assert "vLLM" not in lora
+    missing = check_vllm(EngineInstall("vllm", None))
+    assert missing.status == "fail" and missing.fix == "run ./setup.sh swift"
 
 
 def test_wrong_network_interface_is_named(monkeypatch):
