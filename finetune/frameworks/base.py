@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from finetune.recipes.recipe import Recipe, RecipeMeta
 
 
+def site_packages(python: Path) -> list[Path]:
+    """The site-packages folders of the environment `python` belongs to."""
+    return sorted(python.parent.parent.glob("lib/python*/site-packages"))
+
+
+def environment_stamp(python: Path) -> str:
+    """Changes whenever packages are installed into or removed from `python`'s environment: a cache key part for
+    answers that depend on what is installed there."""
+    return ",".join(f"{site}:{site.stat().st_mtime_ns}" for site in site_packages(python))
+
+
 @dataclass
 class CheckResult:
     """What the framework's own argument parser said about a rendered config."""
@@ -172,10 +183,7 @@ class Framework:
             digest.update(Path(deepspeed).read_bytes())
         for module in (self.check_module, "finetune.frameworks.trainer.deepspeed_check"):
             digest.update((REPO_ROOT / (module.replace(".", "/") + ".py")).read_bytes())
-        env = self.python().parent.parent
-        digest.update(str(env).encode())
-        for site in sorted(env.glob("lib/python*/site-packages")):
-            digest.update(str(site.stat().st_mtime_ns).encode())  # changes when packages are (un)installed
+        digest.update(environment_stamp(self.python()).encode())
         return digest.hexdigest()[:32]
 
     def _run_check(self, config: dict[str, Any], meta: RecipeMeta) -> CheckResult:

@@ -14,9 +14,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finetune.frameworks import get_framework
 from finetune.recipes.recipe import Recipe
+
+if TYPE_CHECKING:
+    from finetune.serving.engine import EngineInstall
 
 IMPORTS = {"llamafactory": "llamafactory, deepspeed, torch", "swift": "swift, deepspeed, torch"}
 GIB = 1024**3
@@ -52,7 +56,7 @@ def check_environment(framework_name: str) -> Finding:
     return Finding(name, "ok", f"imports work, torch {torch_version} with CUDA")
 
 
-def check_vllm(install) -> Finding:
+def check_vllm(install: EngineInstall) -> Finding:
     """vLLM in the ms-swift environment: GRPO recipes roll out with it, `finetune serve` starts it."""
     if not install.installed:
         return Finding("vLLM", "fail", "not installed in the ms-swift environment", "run ./setup.sh swift")

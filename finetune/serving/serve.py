@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from finetune.errors import FinetuneError, say
+from finetune.frameworks.base import environment_stamp
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 from finetune.paths import REPO_ROOT, cache_dir
 from finetune.serving.engine import DEFAULT_PORTS, EngineInstall, find_engine
@@ -29,7 +30,7 @@ from finetune.serving.engine import DEFAULT_PORTS, EngineInstall, find_engine
 # trained GLM-4.5 layout alone (finetune/serving/vllm_plugins/glm45_tool_parser.py, docs/serving.md)
 GLM45_TRAINED_PLUGIN = REPO_ROOT / "finetune" / "serving" / "vllm_plugins" / "glm45_tool_parser.py"
 GLM45_TRAINED_PARSER = "glm45_trained"
-GLM45_PARSER = "glm45"  # both engines name GLM-4.5's tool-call and reasoning parsers so
+GLM45_PARSER = "glm45"  # GLM-4.5's reasoning parser in both engines, and its tool-call parser in SGLang
 ROUTED_EXPERT_MARKERS = ("experts", "gate_up_proj")  # fused routed-expert weights in transformers 5 glm4_moe
 DEFAULT_GPUS = 8
 
@@ -83,11 +84,11 @@ def _read_run(run_dir: Path) -> tuple[dict, dict]:
     return json.loads(record_path.read_text()), yaml.safe_load((run_dir / CONFIG_NAME).read_text())
 
 
-def find_weights(run_dir: Path) -> tuple[Path, Path | None, str]:
-    """(model to serve, adapter or None, base model) for a run: its merged export if there is one."""
+def find_weights(run_dir: Path, record: dict, config: dict) -> tuple[Path, Path | None, str]:
+    """(model to serve, adapter or None, base model) for a run (its launch record and config): its merged export if
+    there is one."""
     from finetune.frameworks import get_framework
 
-    record, config = _read_run(run_dir)
     merged = next((p.parent for p in sorted(run_dir.glob("*/export.json"))), None)
     if merged is not None:
         return merged, None, record["model"]
@@ -135,8 +136,8 @@ def plan_serve(
         raise FinetuneError(f"--engine {engine}: choose vllm or sglang.")
     run_dir = run_dir.resolve()
     install = install or find_engine(engine)
-    model, adapter, _ = find_weights(run_dir)
-    record, _ = _read_run(run_dir)
+    record, config = _read_run(run_dir)
+    model, adapter, _ = find_weights(run_dir, record, config)
     name = name or run_dir.name
     notes = []
     if adapter is not None and adapter_targets_routed_experts(adapter):
@@ -208,8 +209,7 @@ def engine_verdicts(install: EngineInstall, env: dict[str, str], commands: list[
     {"ok": bool, "error": message}. One process for all of them; answers cached by command and environment."""
     digest = hashlib.sha256(json.dumps([install.engine, commands]).encode())
     digest.update((REPO_ROOT / "finetune" / "serving" / "engine_args.py").read_bytes())
-    for site in sorted(install.python.parent.parent.glob("lib/python*/site-packages")):
-        digest.update(str(site.stat().st_mtime_ns).encode())
+    digest.update(environment_stamp(install.python).encode())
     cache = cache_dir() / "checks" / f"serve-{digest.hexdigest()[:32]}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
