@@ -110,8 +110,20 @@ swift_env() {
   prebuild_deepspeed_cpu_op .venvs/swift swift
 }
 
+both_envs() {  # independent, and each mostly one core (unpacking, compiling): built side by side
+  local lf sw status=0
+  llamafactory_env &
+  lf=$!
+  swift_env &
+  sw=$!
+  wait "$lf" || status=$?
+  wait "$sw" || status=$?
+  if [ "$status" != 0 ]; then log "set-up failed (see the messages above)"; fi
+  return "$status"
+}
+
 case "$WHICH" in
-  all) llamafactory_env; swift_env ;;
+  all) both_envs ;;
   llamafactory) llamafactory_env ;;
   swift) swift_env ;;
   *) echo "usage: $0 [all|llamafactory|swift]" >&2; exit 2 ;;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from finetune.cli.common import add_render_args, launch_request
 
@@ -19,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("validate", help="check a recipe (with overrides) with the framework's own parser")
-    add_render_args(p)
+    add_render_args(p, recipe_optional=True)
+    p.add_argument(
+        "--all", action="store_true", help="check every recipe of the catalog (one framework import per framework)"
+    )
     p.set_defaults(func=cmd_validate)
 
 
@@ -83,10 +87,34 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from finetune.launch.plan import plan_launch
+    from dataclasses import replace
 
-    plan = plan_launch(launch_request(args), preview=True)
-    for warning in plan.warnings:
-        print(f"warning: {warning}")
-    print(f"{plan.recipe.id}: {plan.framework.display_name} accepts the rendered config.")
+    from finetune.errors import FinetuneError
+    from finetune.launch.plan import check_together, plan_launch
+    from finetune.recipes.recipe import all_recipes
+
+    if bool(args.recipe) == args.all:
+        raise FinetuneError("validate: name one recipe, or pass --all for every recipe of the catalog.")
+    request = launch_request(args)
+    if not args.all:
+        requests = [request]
+    else:
+        requests = [replace(request, recipe=recipe.id) for recipe in all_recipes()]
+        check_together(requests)
+    rejected = 0
+    for req in requests:
+        try:
+            plan = plan_launch(req, preview=True)
+        except FinetuneError as exc:
+            if not args.all:
+                raise
+            rejected += 1
+            print(f"error: {req.recipe}: {exc}", file=sys.stderr)
+            continue
+        for warning in plan.warnings:
+            print(f"warning: {warning}")
+        print(f"{plan.recipe.id}: {plan.framework.display_name} accepts the rendered config.")
+    if rejected:
+        print(f"{rejected} of {len(requests)} recipes rejected.", file=sys.stderr)
+        return 1
     return 0

@@ -163,16 +163,32 @@ class Framework:
         Answers are cached by everything they depend on (the config, the DeepSpeed JSON it names, the checking
         code and the installed environment), so repeated launches and dry runs skip the framework's slow import.
         """
-        cache = cache_dir() / "checks" / f"{self._check_key(config, meta)}.json"
-        if cache.is_file():
-            return CheckResult(**json.loads(cache.read_text()))
-        say(f"checking the config with {self.display_name}'s own argument parser (once per config; about 10 s)...")
-        result = self._run_check(config, meta)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result.__dict__))
-        os.replace(tmp, cache)
-        return result
+        return self.check_many([(config, meta)])[0]
+
+    def check_many(self, items: list[tuple[dict[str, Any], RecipeMeta]]) -> list[CheckResult]:
+        """`check` for several configs: the ones not cached yet go through one framework process together (its
+        import is what takes the time), so checking every recipe costs one import, not one per recipe."""
+        keys = [self._check_key(config, meta) for config, meta in items]
+        results: dict[str, CheckResult] = {}
+        todo: dict[str, tuple[dict[str, Any], RecipeMeta]] = {}
+        for key, item in zip(keys, items, strict=True):
+            cache = cache_dir() / "checks" / f"{key}.json"
+            if cache.is_file():
+                results[key] = CheckResult(**json.loads(cache.read_text()))
+            else:
+                todo.setdefault(key, item)
+        if todo:
+            what = "the config" if len(todo) == 1 else f"{len(todo)} configs"
+            say(f"checking {what} with {self.display_name}'s own argument parser (once per config; about 10 s)...")
+            fresh = self._run_checks(list(todo.values()))
+            for key, result in zip(todo, fresh, strict=True):
+                cache = cache_dir() / "checks" / f"{key}.json"
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(result.__dict__))
+                os.replace(tmp, cache)
+                results[key] = result
+        return [results[key] for key in keys]
 
     def _check_key(self, config: dict[str, Any], meta: RecipeMeta) -> str:
         digest = hashlib.sha256()
@@ -186,10 +202,12 @@ class Framework:
         digest.update(environment_stamp(self.python()).encode())
         return digest.hexdigest()[:32]
 
-    def _run_check(self, config: dict[str, Any], meta: RecipeMeta) -> CheckResult:
+    def _run_checks(self, items: list[tuple[dict[str, Any], RecipeMeta]]) -> list[CheckResult]:
+        """The check module reads [{"command", "config"}, ...] and prints one JSON list, a verdict per config."""
+        request = [{"command": self.check_command(meta), "config": config} for config, meta in items]
         proc = subprocess.run(
-            [str(self.python()), "-m", self.check_module, self.check_command(meta)],
-            input=json.dumps(config),
+            [str(self.python()), "-m", self.check_module],
+            input=json.dumps(request),
             capture_output=True,
             text=True,
             cwd=REPO_ROOT,
@@ -201,5 +219,7 @@ class Framework:
                 f"Could not run {self.display_name}'s argument parser ({self.python()} -m {self.check_module}):\n"
                 + proc.stderr[-3000:]
             )
-        data = json.loads(out[-1])
-        return CheckResult(data["unknown_keys"], data["errors"], data["valid_keys"], data.get("warnings", []))
+        return [
+            CheckResult(data["unknown_keys"], data["errors"], data["valid_keys"], data.get("warnings", []))
+            for data in json.loads(out[-1])
+        ]

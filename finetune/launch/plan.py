@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from finetune.catalog import JOIN_TIMEOUT_S
+from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
 from finetune.frameworks.base import Framework
 from finetune.launch.check import check_config
@@ -31,7 +32,7 @@ from finetune.launch.topology import Topology, resolve_topology
 from finetune.paths import cache_dir
 from finetune.prepare.manifest import Manifest
 from finetune.recipes.overrides import apply_overrides, parse_overrides
-from finetune.recipes.recipe import Recipe, resolve_recipe
+from finetune.recipes.recipe import Recipe, RecipeMeta, resolve_recipe
 from finetune.tracking.decide import Tracking, decide_tracking
 from finetune.tracking.redaction import redact
 from finetune.tracking.settings import TrackingFlags
@@ -69,6 +70,7 @@ class LaunchPlan:
     topology: Topology
     run_dir: Path
     config: Mapping[str, Any]  # the rendered framework config, as written to config.yaml (before redaction)
+    checked_config: Mapping[str, Any]  # what the framework's parser checks: `config`, its DeepSpeed file at the source
     files: Mapping[str, str]  # name -> text of the files every node writes into the run directory
     argv: list[str]
     env: Mapping[str, str]  # added to the caller's environment for torchrun and the trainers
@@ -162,7 +164,8 @@ def plan_launch(req: LaunchRequest, *, check: bool = True, preview: bool = False
         config[ds_key] = str(source)
         files[DEEPSPEED_NAME] = source.read_text()
 
-    warnings = check_config(recipe, framework, config, overrides) if check else []
+    checked_config = dict(config)
+    warnings = check_config(recipe, framework, checked_config, overrides) if check else []
 
     if DEEPSPEED_NAME in files:
         config[ds_key] = str(run_dir / DEEPSPEED_NAME)  # the run keeps its own copy
@@ -178,6 +181,7 @@ def plan_launch(req: LaunchRequest, *, check: bool = True, preview: bool = False
         topology=topology,
         run_dir=run_dir,
         config=config,
+        checked_config=checked_config,
         files=files,
         argv=argv,
         env={**_process_env(framework, topology), **tracking.env},
@@ -213,3 +217,18 @@ def _config_files(
             + yaml.safe_dump(resumed, sort_keys=False)
         )
     return files
+
+
+def check_together(requests: list[LaunchRequest]) -> None:
+    """The frameworks' parsers over many requests at once, one framework import each instead of one per request.
+    The verdicts go to the cache `plan_launch` reads, so planning each request afterwards answers at once; a request
+    that cannot be planned is left for that planning to report."""
+    by_framework: dict[str, list[tuple[Framework, dict, RecipeMeta]]] = {}
+    for req in requests:
+        try:
+            plan = plan_launch(req, check=False, preview=True)
+        except FinetuneError:
+            continue
+        by_framework.setdefault(plan.framework.name, []).append((plan.framework, plan.checked_config, plan.recipe.meta))
+    for items in by_framework.values():
+        items[0][0].check_many([(config, meta) for _, config, meta in items])

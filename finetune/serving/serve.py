@@ -175,8 +175,8 @@ def plan_serve(
         if max_model_len:
             args += ["--context-length", str(max_model_len)]
     if install.cpu_build:
-        args += ["--enforce-eager"]  # no graph capture on a CPU
-        notes.append("vLLM's CPU build: tensor parallel 1, eager mode")
+        args += ["--enforce-eager", "--distributed-executor-backend", "uni"]  # no graph capture; one process
+        notes.append("vLLM's CPU build: tensor parallel 1, eager mode, one process")
         if _stored_dtype(Path(model)) == "float32":
             args += ["--dtype", "float32"]  # served as stored (the engine would otherwise downcast)
     if host:
@@ -204,10 +204,21 @@ def plan_serve(
     )
 
 
+# Values that name this run, not the shape of the command: the parser's verdict does not depend on them (it checks
+# neither that the folder exists nor that the port is free), so the cached verdict of one run serves the next.
+_RUN_VALUES = {"--model", "--model-path", "--served-model-name", "--port", "--host"}
+
+
+def _shape(command: list[str]) -> list[str]:
+    """The command with its run-specific values replaced by their flag's name (the cache key)."""
+    return [f"<{command[i - 1]}>" if i and command[i - 1] in _RUN_VALUES else arg for i, arg in enumerate(command)]
+
+
 def engine_verdicts(install: EngineInstall, env: dict[str, str], commands: list[list[str]]) -> list[dict]:
     """The installed engine's own argument parser on each command (arguments after the program): one verdict each,
-    {"ok": bool, "error": message}. One process for all of them; answers cached by command and environment."""
-    digest = hashlib.sha256(json.dumps([install.engine, commands]).encode())
+    {"ok": bool, "error": message}. One process for all of them; answers cached by the commands' shape (their
+    run-specific values left out) and the environment."""
+    digest = hashlib.sha256(json.dumps([install.engine, [_shape(c) for c in commands]]).encode())
     digest.update((REPO_ROOT / "finetune" / "serving" / "engine_args.py").read_bytes())
     digest.update(environment_stamp(install.python).encode())
     cache = cache_dir() / "checks" / f"serve-{digest.hexdigest()[:32]}.json"

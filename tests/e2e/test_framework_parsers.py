@@ -1,5 +1,5 @@
 """Every recipe, and overrides of it, through its framework's own argument parser (run in the framework's
-environment: seconds per recipe the first time, then cached)."""
+environment: one slow import per framework for all recipes, then cached)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,36 @@ import pytest
 from finetune.errors import FinetuneError
 from finetune.launch.plan import LaunchRequest, plan_launch
 from finetune.paths import DEEPSPEED_DIR
+from finetune.recipes.recipe import all_recipes
 from tests.conftest import run_cli
 from tests.unit.recipes.test_recipes import RECIPE_IDS, _plan
 
 
+@pytest.fixture(scope="module")
+def validated_all(air_replica, tmp_path_factory):
+    """`finetune validate --all` on the replica, in a cache of this module's own (so the check really runs): every
+    recipe through its framework's parser. The tests below then plan each recipe from that cache."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FINETUNE_CACHE", str(tmp_path_factory.mktemp("parser-cache")))
+        yield run_cli("validate", "--all", "--model", str(air_replica), timeout=900)
+
+
+def test_validate_all_checks_every_recipe_with_one_import_per_framework(validated_all, air_replica):
+    assert validated_all.returncode == 0, validated_all.stderr[-3000:]
+    for recipe in all_recipes():
+        assert f"{recipe.id}: " in validated_all.stdout and "accepts the rendered config" in validated_all.stdout
+    checking = [line for line in validated_all.stderr.splitlines() if line.startswith("checking ")]
+    frameworks = {recipe.framework for recipe in all_recipes()}
+    assert len(checking) == len(frameworks), checking  # one framework process each, for all of its recipes
+    assert sum(int(line.split()[1]) for line in checking) == len(RECIPE_IDS), checking
+    wrong = run_cli("validate", "--all", "--model", str(air_replica), "--dataset", "sample_chta")
+    assert wrong.returncode == 1  # each recipe says why; none stops the others
+    assert f"{len(RECIPE_IDS)} of {len(RECIPE_IDS)} recipes rejected." in wrong.stderr
+    assert wrong.stderr.count("Did you mean `sample_chat`") == len(RECIPE_IDS), wrong.stderr[-3000:]
+
+
 @pytest.mark.parametrize("recipe_id", RECIPE_IDS)
-def test_recipe_parses_with_the_framework_parser(recipe_id, air_replica, tmp_path):
+def test_recipe_parses_with_the_framework_parser(recipe_id, validated_all, air_replica, tmp_path):
     plan = plan_launch(
         LaunchRequest(recipe=recipe_id, model=str(air_replica), run_dir=tmp_path / "run", nnodes=1, nproc_per_node=1)
     )

@@ -18,7 +18,7 @@ import yaml
 
 from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
-from finetune.launch.plan import LaunchRequest, plan_launch
+from finetune.launch.plan import LaunchRequest, check_together, plan_launch
 from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
@@ -78,6 +78,36 @@ def runs(tmp_path_factory):
 # -- parsing -------------------------------------------------------------------------------------------------
 
 
+def _replica_request(run_dir: Path, replica: Path, *overrides: str) -> LaunchRequest:
+    return LaunchRequest(
+        recipe="swift/glm45-air_lora_4xh100",
+        model=str(replica),
+        nnodes=1,
+        nproc_per_node=1,
+        run_dir=run_dir,
+        overrides=list(overrides),
+    )
+
+
+def _megatron_request(recipe_id: str, run_dir: Path, *overrides: str) -> LaunchRequest:
+    return LaunchRequest(recipe=recipe_id, run_dir=run_dir, overrides=list(overrides))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _parsed_together(air_replica, tmp_path_factory):
+    """The configs the parsing tests below plan, through ms-swift's parser in one process (as `validate --all`
+    does); the tests then read the verdicts from the cache instead of importing ms-swift once each."""
+    run_dir = tmp_path_factory.mktemp("parsed") / "r"
+    check_together(
+        [
+            _replica_request(run_dir, air_replica, "lora_rnak=8"),
+            _replica_request(run_dir, air_replica, "learning_rate=fast"),
+            *(_megatron_request(r, run_dir) for r in MEGATRON),
+            *(_megatron_request(r, run_dir, "expert_model_paralel_size=4") for r in MEGATRON),
+        ]
+    )
+
+
 def test_every_row_of_the_issue_table_has_a_recipe():
     shapes = {(r.meta.model, r.meta.method, r.meta.total_gpus, r.meta.engine) for r in SWIFT_RECIPES}
     for model, gpus in (("glm-4.5", 16), ("glm-4.5-air", 4)):
@@ -92,42 +122,21 @@ def test_every_row_of_the_issue_table_has_a_recipe():
 
 def test_unknown_swift_key_is_rejected_with_a_suggestion(air_replica, tmp_path):
     with pytest.raises(FinetuneError) as err:
-        plan_launch(
-            LaunchRequest(
-                recipe="swift/glm45-air_lora_4xh100",
-                model=str(air_replica),
-                nnodes=1,
-                nproc_per_node=1,
-                run_dir=tmp_path / "r",
-                overrides=["lora_rnak=8"],
-            )
-        )
+        plan_launch(_replica_request(tmp_path / "r", air_replica, "lora_rnak=8"))
     assert "Did you mean `lora_rank`?" in str(err.value)
 
 
 def test_bad_swift_value_is_rejected(air_replica, tmp_path):
     with pytest.raises(FinetuneError, match="ms-swift sft: error: argument --learning_rate.*invalid float"):
-        plan_launch(
-            LaunchRequest(
-                recipe="swift/glm45-air_lora_4xh100",
-                model=str(air_replica),
-                nnodes=1,
-                nproc_per_node=1,
-                run_dir=tmp_path / "r",
-                overrides=["learning_rate=fast"],
-            )
-        )
+        plan_launch(_replica_request(tmp_path / "r", air_replica, "learning_rate=fast"))
 
 
 @pytest.mark.parametrize("recipe_id", MEGATRON)
 def test_megatron_recipe_names_only_megatron_swift_arguments(recipe_id, tmp_path):
-    plan = plan_launch(LaunchRequest(recipe=recipe_id, run_dir=tmp_path / "r"), preview=True)
+    plan = plan_launch(_megatron_request(recipe_id, tmp_path / "r"), preview=True)
     assert plan.argv[-3:-1] in (["megatron", "sft"], ["megatron", "rlhf"])
     with pytest.raises(FinetuneError, match="Did you mean `expert_model_parallel_size`"):
-        plan_launch(
-            LaunchRequest(recipe=recipe_id, run_dir=tmp_path / "r", overrides=["expert_model_paralel_size=4"]),
-            preview=True,
-        )
+        plan_launch(_megatron_request(recipe_id, tmp_path / "r", "expert_model_paralel_size=4"), preview=True)
 
 
 def test_launch_passes_the_glm45_template_and_runs_swift_through_torchrun(air_replica, tmp_path):
@@ -158,35 +167,46 @@ def test_launch_passes_the_glm45_template_and_runs_swift_through_torchrun(air_re
 # -- what the LoRA adapts -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("recipe_id", HF_LORA)
-def test_adapted_modules_are_what_the_header_says(recipe_id, air_replica, glm45_replica, tmp_path):
-    recipe = resolve_recipe(recipe_id)
-    replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
-    shrink = [format_override(k, v) for k, v in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items()]
-    plan = plan_launch(
-        LaunchRequest(
-            recipe=recipe_id,
-            model=str(replica),
-            run_dir=tmp_path / "r",
-            nnodes=1,
-            nproc_per_node=1,
-            overrides=[*shrink, "deepspeed=null"],
-        ),
-        check=False,
-    )
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(plan.config))
-    command = SWIFT.command(recipe.meta)[-1]
+@pytest.fixture(scope="module")
+def adapted(air_replica, glm45_replica, tmp_path_factory) -> dict[str, list[str]]:
+    """Recipe id -> the parameters ms-swift's own tuner set-up leaves trainable on the replica, for every HF-path
+    LoRA recipe (one ms-swift process for all of them)."""
+    folder = tmp_path_factory.mktemp("adapted")
+    argv = []
+    for recipe_id in HF_LORA:
+        recipe = resolve_recipe(recipe_id)
+        replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
+        shrink = [format_override(k, v) for k, v in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items()]
+        plan = plan_launch(
+            LaunchRequest(
+                recipe=recipe_id,
+                model=str(replica),
+                run_dir=folder / recipe.name,
+                nnodes=1,
+                nproc_per_node=1,
+                overrides=[*shrink, "deepspeed=null"],
+            ),
+            check=False,
+        )
+        config_path = folder / f"{recipe.name}.yaml"
+        config_path.write_text(yaml.safe_dump(plan.config))
+        argv += [SWIFT.command(recipe.meta)[-1], str(config_path)]
     out = subprocess.run(
-        [str(SWIFT.python()), "tests/helpers/swift_adapted_modules.py", command, str(config_path)],
+        [str(SWIFT.python()), "tests/helpers/swift_adapted_modules.py", *argv],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         env={**os.environ, **SWIFT.env()},
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    trainable = json.loads(out.stdout.strip().splitlines()[-1])
+    return dict(zip(HF_LORA, json.loads(out.stdout.strip().splitlines()[-1]), strict=True))
+
+
+@pytest.mark.parametrize("recipe_id", HF_LORA)
+def test_adapted_modules_are_what_the_header_says(recipe_id, adapted):
+    recipe = resolve_recipe(recipe_id)
+    trainable = adapted[recipe_id]
     assert trainable and all(".lora_" in name for name in trainable)
     assert {component_of(name) for name in trainable} == set(recipe.meta.lora_adapts)
     for component in recipe.meta.lora_adapts:

@@ -249,10 +249,12 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(trained, tmp_path):
 
 
 def test_a_server_that_is_not_ready_in_time_is_stopped(trained):
+    check_engine_args(plan_serve(trained["swift"], "vllm", port=_free_port()))  # another run's check, cached
     out = run_cli(
         "serve", str(trained["llamafactory"]), "--run", "--port", str(_free_port()), "--wait", "2", env=SERVER_ENV
     )
     assert out.returncode != 0 and "did not answer" in out.stderr and "within 2 s" in out.stderr
+    assert "checking the arguments" not in out.stderr  # the verdict for the same command shape was reused
     left = subprocess.run(["pgrep", "-f", f"vllm.* --model {trained['llamafactory'] / 'merged'}"], capture_output=True)
     assert left.returncode == 1, left.stdout  # no server left behind
 

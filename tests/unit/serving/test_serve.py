@@ -82,7 +82,10 @@ def test_cpu_build_runs_as_a_module_in_eager_mode_without_swifts_plugin(tmp_path
     assert plan.argv[plan.argv.index("--tensor-parallel-size") + 1] == "1"
     assert "--enforce-eager" in plan.argv and plan.url == "http://127.0.0.1:8123"
     assert "swift" not in plan.env["VLLM_PLUGINS"]
-    assert plan.command.startswith("VLLM_PLUGINS=")
+    # one process (no engine-core or worker process importing vLLM again): the printed command says so too
+    assert plan.argv[plan.argv.index("--distributed-executor-backend") + 1] == "uni"
+    assert plan.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert plan.command.startswith("VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_PLUGINS=")
 
 
 def test_cpu_build_refuses_an_adapter_and_says_to_merge(tmp_path):
@@ -101,3 +104,17 @@ def test_cli_prints_the_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("python -m sglang.launch_server --model-path /models/GLM-4.5-Air")
     assert "not installed here" in proc.stderr
+
+
+def test_the_argument_check_is_cached_by_the_commands_shape_not_the_run(tmp_path):
+    """A second run (another folder, port and name) reuses the first run's verdict; another flag value does not."""
+    from finetune.serving.serve import _shape
+
+    first = _run_dir(tmp_path / "a", merged=True)
+    second = _run_dir(tmp_path / "b", merged=True)
+    a = plan_serve(first, "vllm", port=8123, install=CPU_VLLM).engine_args
+    b = plan_serve(second, "vllm", port=9321, name="other", install=CPU_VLLM).engine_args
+    assert a != b and _shape(a) == _shape(b)
+    other_parser = [*a[:-1], "glm47"] if a[-1] == "glm45" else [*a, "--reasoning-parser", "glm47"]
+    assert _shape(other_parser) != _shape(a)
+    assert _shape([*a, "--max-model-len", "1024"]) != _shape(a)

@@ -1,4 +1,7 @@
-"""Runs inside the ms-swift environment: checks a config (JSON on stdin) with ms-swift's own argument classes.
+"""Runs inside the ms-swift environment: checks configs with ms-swift's own argument classes.
+
+Reads [{"command": "sft" | "rlhf" | "megatron-sft" | "megatron-rlhf", "config": {...}}, ...] on stdin (several
+configs, one slow import) and prints one JSON line, a list with one verdict per config.
 
 `sft` and `rlhf` configs go through the HfArgumentParser that `swift sft|rlhf` builds, fed by ms-swift's own
 YAML-to-flags reader, so types and choices are checked as a real launch checks them (without running the
@@ -106,25 +109,29 @@ def _check_megatron(class_name: str, config: dict) -> tuple[list[str], list[str]
     return sorted(fields), unknown, errors
 
 
-def main() -> None:
-    command = sys.argv[1]
-    config = json.loads(sys.stdin.read())
-    with contextlib.redirect_stdout(sys.stderr):
-        if command in ("sft", "rlhf"):
-            from swift.arguments import RLHFArguments, SftArguments
+def check(command: str, config: dict) -> dict:
+    if command in ("sft", "rlhf"):
+        from swift.arguments import RLHFArguments, SftArguments
 
-            cls = SftArguments if command == "sft" else RLHFArguments
-            valid, unknown, errors = _check_hf_arguments(cls, command, config)
-        elif command in ("megatron-sft", "megatron-rlhf"):
-            name = "MegatronSftArguments" if command == "megatron-sft" else "MegatronRLHFArguments"
-            valid, unknown, errors = _check_megatron(name, config)
-        else:
-            raise SystemExit(f"unknown ms-swift command {command!r}")
-        micro = config.get("per_device_train_batch_size", config.get("micro_batch_size", 1))
-        errors.extend(
-            check_deepspeed_file(config.get("deepspeed"), int(micro), int(config.get("gradient_accumulation_steps", 1)))
-        )
-    print(json.dumps({"unknown_keys": unknown, "errors": errors, "valid_keys": valid, "warnings": []}))
+        cls = SftArguments if command == "sft" else RLHFArguments
+        valid, unknown, errors = _check_hf_arguments(cls, command, config)
+    elif command in ("megatron-sft", "megatron-rlhf"):
+        name = "MegatronSftArguments" if command == "megatron-sft" else "MegatronRLHFArguments"
+        valid, unknown, errors = _check_megatron(name, config)
+    else:
+        raise SystemExit(f"unknown ms-swift command {command!r}")
+    micro = config.get("per_device_train_batch_size", config.get("micro_batch_size", 1))
+    errors.extend(
+        check_deepspeed_file(config.get("deepspeed"), int(micro), int(config.get("gradient_accumulation_steps", 1)))
+    )
+    return {"unknown_keys": unknown, "errors": errors, "valid_keys": valid, "warnings": []}
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.read())
+    with contextlib.redirect_stdout(sys.stderr):
+        verdicts = [check(item["command"], item["config"]) for item in request]
+    print(json.dumps(verdicts))
 
 
 if __name__ == "__main__":
