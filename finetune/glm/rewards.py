@@ -1,8 +1,10 @@
 """Sample GRPO rewards for GLM-4.5 outputs: one for verifiable answers, one for the output format.
 
 Pure functions of the completion text (and the row's reference `solution`), so they are tested without a
-trainer; `recipes/swift/plugins/glm45_rewards.py` registers them with ms-swift. Write your own the same way
-and point a recipe at it with `--set external_plugins=my_rewards.py --set reward_funcs=[my_reward]`.
+trainer (tests/unit/glm/test_rewards.py); `recipes/swift/plugins/glm45_rewards.py` registers them with ms-swift.
+Answer equivalence is math-verify's (the checker behind ms-swift's own `accuracy` reward and Hugging Face's
+open-r1): numbers, fractions, LaTeX and `\\boxed{}` compare by value. Write your own the same way and point a
+recipe at it with `--set external_plugins=my_rewards.py --set reward_funcs=[my_reward]`.
 """
 
 from __future__ import annotations
@@ -12,43 +14,45 @@ import re
 _THINK = re.compile(r"^\s*<think>(?P<reasoning>.*?)</think>(?P<answer>.*)$", re.DOTALL)
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*[:=]\s*(.+)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*(?:/\d+)?")
 _TOOL_CALL = re.compile(r"<tool_call>(?P<body>.*?)</tool_call>", re.DOTALL)
 _ARG_PAIR = re.compile(r"\s*<arg_key>[^<]+</arg_key>\s*<arg_value>.*?</arg_value>", re.DOTALL)
 _TAGS = ("think", "tool_call", "arg_key", "arg_value")
 
 
 def visible_answer(completion: str) -> str:
-    """The part after the reasoning block (the whole text when there is none)."""
+    """The part after the reasoning block (the whole text when there is none; nothing when the block never
+    closes: a completion cut off while thinking has given no answer, whatever numbers its reasoning holds)."""
     match = _THINK.match(completion)
-    return (match["answer"] if match else completion).strip()
+    if match:
+        return match["answer"].strip()
+    return "" if "<think>" in completion else completion.strip()
 
 
-def extract_final_answer(text: str) -> str | None:
-    """`\\boxed{x}`, else an 'Answer: x' line, else the last number; None when there is nothing to compare."""
-    boxed = _BOXED.findall(text)
+def _final_text(answer: str) -> str:
+    """The answer a text solution is compared with: `\\boxed{x}`, else an 'Answer: x' line, else all of it."""
+    boxed = _BOXED.findall(answer)
     if boxed:
-        return boxed[-1].strip()
-    lines = _ANSWER_LINE.findall(text)
-    if lines:
-        return lines[-1].strip().rstrip(".")
-    numbers = _NUMBER.findall(text)
-    return numbers[-1] if numbers else None
+        return boxed[-1]
+    lines = _ANSWER_LINE.findall(answer)
+    return lines[-1] if lines else answer
 
 
-def _normalise(answer: str) -> str:
-    answer = answer.strip().strip("$").rstrip(".").replace(",", "").lower()
-    try:
-        return repr(float(answer))
-    except ValueError:
-        return " ".join(answer.split())
+def _words(text: str) -> str:
+    return " ".join(text.strip().strip("$").rstrip(".").lower().split())
 
 
 def answer_reward(completion: str, solution: str) -> float:
-    """1.0 when the completion's final answer equals the reference solution's, else 0.0."""
-    got = extract_final_answer(visible_answer(completion))
-    want = extract_final_answer(solution) or solution
-    return 1.0 if got is not None and _normalise(got) == _normalise(want) else 0.0
+    """1.0 when the completion's final answer (after its reasoning) is the reference solution: equal in value
+    when the solution is mathematical (math-verify parses both), the same words when it is text ("yes", "Paris")."""
+    from math_verify import parse, verify
+
+    answer = visible_answer(completion)
+    if not answer:
+        return 0.0
+    gold = parse(solution)
+    if gold:
+        return 1.0 if verify(gold, parse(answer)) else 0.0
+    return 1.0 if _words(_final_text(answer)) == _words(solution) else 0.0
 
 
 def format_reward(completion: str) -> float:

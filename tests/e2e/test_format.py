@@ -67,7 +67,7 @@ def test_the_format_check_is_cached(air_replica, monkeypatch):
 def _golden() -> list[dict]:
     path = REFERENCE_DIR / "glm45-chat-template-vectors.jsonl"
     if not path.is_file():
-        pytest.skip(f"golden vectors not found at {path}")
+        pytest.fail(f"golden chat-template vectors not found at {path} (expected ../shared beside the repository)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -26,6 +26,7 @@ from finetune.launch.checkpoints import checkpoints, latest_complete
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT
+from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 LF = "llamafactory/glm45-air_lora_4xh100"
@@ -108,6 +109,22 @@ def _tree(pid: int) -> list[int]:
 def _lf_losses(run_dir: Path) -> list[float]:
     rows = map(json.loads, (run_dir / "output" / "trainer_log.jsonl").read_text().splitlines())
     return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _checked_together(air_replica, tmp_path_factory):
+    """The launches below through each framework's parser at once (tests/helpers/precheck.py)."""
+    run = tmp_path_factory.mktemp("precheck") / "run"
+    lf = [
+        _args(LF, air_replica, 6),
+        _args(LF, air_replica, 6, per_device_train_batch_size=2),
+        _args(LF, air_replica, 2),
+        _args(LF, air_replica, 2, learning_rate=0.5),
+        _args(LF, air_replica, 30, save_steps=5, deepspeed="recipe"),
+        _args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4),
+    ]
+    swift = [SW, "--model", str(air_replica), "--run-dir", str(run), *_args(SW, air_replica, 4)]
+    precheck([*(_launch_args(run, air_replica, *overrides) for overrides in lf), swift])
 
 
 def test_two_nodes_train_together_like_one_process(tmp_path, air_replica):

@@ -23,6 +23,7 @@ from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.precheck import precheck
 
 SWIFT = get_framework("swift")
 SWIFT_RECIPES = [r for r in all_recipes() if r.framework == "swift"]
@@ -37,29 +38,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _swift_launch(
-    recipe_id: str, run_dir: Path, replica: Path, nproc: int = 1, *extra: str, env: dict[str, str] | None = None
-):
+def _swift_args(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str, steps: int = STEPS) -> list[str]:
     recipe = resolve_recipe(recipe_id)
-    args = [
-        "launch",
-        recipe_id,
-        "--model",
-        str(replica),
-        "--run-dir",
-        str(run_dir),
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        str(nproc),
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(_free_port()),
-    ]
-    for key, value in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items():
+    cluster = ["--nnodes", "1", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1"]
+    args = [recipe_id, "--model", str(replica), "--run-dir", str(run_dir), *cluster, "--master-port", str(_free_port())]
+    for key, value in SWIFT.cpu_smoke_overrides(steps, recipe.meta).items():
         args += ["--set", format_override(key, value)]
-    out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)
+    return [*args, *extra]
+
+
+def _swift_launch(
+    recipe_id: str,
+    run_dir: Path,
+    replica: Path,
+    nproc: int = 1,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    steps: int = STEPS,
+):
+    args = _swift_args(recipe_id, run_dir, replica, nproc, *extra, steps=steps)
+    out = run_cli("launch", *args, env={"OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
     return out
 
@@ -68,6 +66,10 @@ def _logged(run_dir: Path) -> list[dict]:
     """ms-swift's per-step log (output/logging.jsonl), training steps only."""
     rows = map(json.loads, (run_dir / "output" / "logging.jsonl").read_text().splitlines())
     return [row for row in rows if "loss" in row and "train_runtime" not in row]
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(row[key] for row in rows) / len(rows)
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +95,21 @@ def _megatron_request(recipe_id: str, run_dir: Path, *overrides: str) -> LaunchR
     return LaunchRequest(recipe=recipe_id, run_dir=run_dir, overrides=list(overrides))
 
 
+NO_DEEPSPEED = ("--set", "deepspeed=null")
+DPO_STEPS = 32
+TRAINED = [  # the launches of the training tests below: (recipe, extra arguments, steps)
+    ("swift/glm45-air_lora_4xh100", (), STEPS),
+    ("swift/glm45-air_full_4xh100", NO_DEEPSPEED, STEPS),
+    ("swift/glm45-air_dpo_4xh100", NO_DEEPSPEED, DPO_STEPS),
+    ("swift/glm45-air_grpo_4xh100", NO_DEEPSPEED, STEPS),
+]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _parsed_together(air_replica, tmp_path_factory):
-    """The configs the parsing tests below plan, through ms-swift's parser in one process (as `validate --all`
-    does); the tests then read the verdicts from the cache instead of importing ms-swift once each."""
+    """The configs the parsing and training tests below plan, through ms-swift's parser in one process (as
+    `validate --all` does); the tests then read the verdicts from the cache instead of importing ms-swift once
+    each."""
     run_dir = tmp_path_factory.mktemp("parsed") / "r"
     check_together(
         [
@@ -105,6 +118,9 @@ def _parsed_together(air_replica, tmp_path_factory):
             *(_megatron_request(r, run_dir) for r in MEGATRON),
             *(_megatron_request(r, run_dir, "expert_model_paralel_size=4") for r in MEGATRON),
         ]
+    )
+    precheck(
+        [_swift_args(recipe_id, run_dir, air_replica, 1, *extra, steps=steps) for recipe_id, extra, steps in TRAINED]
     )
 
 
@@ -259,12 +275,17 @@ def test_full_sft_trains(runs, air_replica):
 
 
 @pytest.mark.train
-def test_dpo_starts_at_ln2(runs, air_replica):
+def test_dpo_learns_to_prefer_the_chosen_answers(runs, air_replica):
+    """DPO starts at ln 2 by construction (LoRA's B = 0: policy = reference); that it learns shows in what
+    follows: over a pass and a half of the sample pairs the loss falls below ln 2 and the reward margin (chosen
+    minus rejected) grows."""
     run_dir = runs / "dpo"
-    _swift_launch("swift/glm45-air_dpo_4xh100", run_dir, air_replica, 1, "--set", "deepspeed=null")
+    _swift_launch("swift/glm45-air_dpo_4xh100", run_dir, air_replica, 1, *NO_DEEPSPEED, steps=DPO_STEPS)
     rows = _logged(run_dir)
-    assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)
-    assert "rewards/margins" in rows[0]
+    assert len(rows) == DPO_STEPS and rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)
+    first, last = rows[:8], rows[-8:]
+    assert _mean(last, "loss") < math.log(2) - 0.05, [r["loss"] for r in rows]
+    assert _mean(last, "rewards/margins") > _mean(first, "rewards/margins") + 0.1, [r["rewards/margins"] for r in rows]
 
 
 @pytest.mark.train

@@ -17,6 +17,7 @@ from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from finetune.tracking.offline_reader import OfflineRun, offline_run_dirs, read_offline_run
 from tests.conftest import run_cli
+from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 STEPS = 4
@@ -45,16 +46,22 @@ def _env(tmp: Path) -> dict[str, str]:
     return {"OMP_NUM_THREADS": "1", "XDG_CONFIG_HOME": str(tmp / "xdg"), **no_wandb_settings, **SENTINELS}
 
 
-def _launch(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str):
+def _launch_args(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str) -> list[str]:
     recipe = resolve_recipe(recipe_id)
     where = ["--model", str(replica), "--run-dir", str(run_dir)]
     cluster = ["--nnodes", "1", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1"]
     port = ["--master-port", str(_free_port())]
     wandb = ["--wandb-project", "glm45-tests", "--wandb-mode", "offline", "--wandb-tags", "ci,replica"]
-    args = ["launch", recipe_id, *where, *cluster, *port, *wandb]
+    args = [recipe_id, *where, *cluster, *port, *wandb]
     for key, value in get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta).items():
         args += ["--set", format_override(key, value)]
-    out = run_cli(*args, *extra, env=_env(run_dir.parent), timeout=900)
+    return [*args, *extra]
+
+
+def _launch(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str):
+    out = run_cli(
+        "launch", *_launch_args(recipe_id, run_dir, replica, nproc, *extra), env=_env(run_dir.parent), timeout=900
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
     return out
 
@@ -73,11 +80,33 @@ def runs(tmp_path_factory):
     return tmp_path_factory.mktemp("tracked")
 
 
+NO_VLLM = ("--set", "use_vllm=false", "--set", "vllm_mode=null", "--set", "vllm_tensor_parallel_size=null")
+NO_VLLM += ("--set", "vllm_gpu_memory_utilization=null", "--set", "vllm_max_model_len=null")
+LAUNCHES = {  # run name -> (recipe, processes, extra arguments)
+    "lf-lora": (LF, 1, ("--set", "deepspeed=null")),
+    "swift-lora": (SWIFT_LORA, 1, ("--set", "deepspeed=null", "--run-name", "swift-lora-ci")),
+    # what is tracked, not how completions are made: the trainer's own generate (tests/e2e/test_swift.py runs vLLM)
+    "swift-grpo": (SWIFT_GRPO, 1, ("--set", "deepspeed=null", "--set", "beta=0.04", *NO_VLLM)),
+    "lf-zero3": (LF, 2, ()),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _checked_together(runs, air_replica):
+    """The launches below through each framework's parser at once (tests/helpers/precheck.py)."""
+    launches = [_launch_args(r, runs / name, air_replica, n, *extra) for name, (r, n, extra) in LAUNCHES.items()]
+    precheck(launches, env=_env(runs))
+
+
+def _tracked(runs: Path, replica: Path, name: str):
+    recipe_id, nproc, extra = LAUNCHES[name]
+    return _launch(recipe_id, runs / name, replica, nproc, *extra)
+
+
 @pytest.fixture(scope="module")
 def lf_run(runs, air_replica):
-    run_dir = runs / "lf-lora"
-    out = _launch(LF, run_dir, air_replica, 1, "--set", "deepspeed=null")
-    return run_dir, out, _only_run(run_dir)
+    out = _tracked(runs, air_replica, "lf-lora")
+    return runs / "lf-lora", out, _only_run(runs / "lf-lora")
 
 
 @pytest.fixture(scope="module")
@@ -90,26 +119,20 @@ def lf_resumed(runs, lf_run):
 
 @pytest.fixture(scope="module")
 def swift_run(runs, air_replica):
-    run_dir = runs / "swift-lora"
-    out = _launch(SWIFT_LORA, run_dir, air_replica, 1, "--set", "deepspeed=null", "--run-name", "swift-lora-ci")
-    return run_dir, out, _only_run(run_dir)
+    out = _tracked(runs, air_replica, "swift-lora")
+    return runs / "swift-lora", out, _only_run(runs / "swift-lora")
 
 
 @pytest.fixture(scope="module")
 def grpo_run(runs, air_replica):
-    run_dir = runs / "swift-grpo"
-    # what is tracked, not how completions are made: the trainer's own generate (tests/e2e/test_swift.py runs vLLM)
-    no_vllm = ("--set", "use_vllm=false", "--set", "vllm_mode=null", "--set", "vllm_tensor_parallel_size=null")
-    no_vllm += ("--set", "vllm_gpu_memory_utilization=null", "--set", "vllm_max_model_len=null")
-    out = _launch(SWIFT_GRPO, run_dir, air_replica, 1, "--set", "deepspeed=null", "--set", "beta=0.04", *no_vllm)
-    return run_dir, out, _only_run(run_dir)
+    out = _tracked(runs, air_replica, "swift-grpo")
+    return runs / "swift-grpo", out, _only_run(runs / "swift-grpo")
 
 
 @pytest.fixture(scope="module")
 def zero3_run(runs, air_replica):
-    run_dir = runs / "lf-zero3"
-    out = _launch(LF, run_dir, air_replica, 2)
-    return run_dir, out
+    out = _tracked(runs, air_replica, "lf-zero3")
+    return runs / "lf-zero3", out
 
 
 def _assert_tracked(run: OfflineRun, run_dir: Path, recipe_id: str) -> dict:

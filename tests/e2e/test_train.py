@@ -19,6 +19,7 @@ from finetune.frameworks import get_framework
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import run_cli
+from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 RECIPE = "llamafactory/glm45-air_lora_4xh100"
@@ -31,11 +32,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(run_dir: Path, replica: Path, nproc: int, *extra: str):
+def _launch_args(run_dir: Path, replica: Path, nproc: int, *extra: str) -> list[str]:
     recipe = resolve_recipe(RECIPE)
     overrides = get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta)
     args = [
-        "launch",
         RECIPE,
         "--model",
         str(replica),
@@ -52,7 +52,11 @@ def _launch(run_dir: Path, replica: Path, nproc: int, *extra: str):
     ]
     for key, value in overrides.items():
         args += ["--set", format_override(key, value)]
-    out = run_cli(*args, *extra, env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    return [*args, *extra]
+
+
+def _launch(run_dir: Path, replica: Path, nproc: int, *extra: str):
+    out = run_cli("launch", *_launch_args(run_dir, replica, nproc, *extra), env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
@@ -62,10 +66,20 @@ def _losses(run_dir: Path) -> list[float]:
     return [row["loss"] for row in map(json.loads, log.read_text().splitlines()) if "loss" in row]
 
 
+SINGLE = ("--set", "deepspeed=null", "--set", "per_device_train_batch_size=2")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _checked_together(tmp_path_factory, air_replica):
+    """Both launches below through LLaMA-Factory's parser at once (tests/helpers/precheck.py)."""
+    run_dir = tmp_path_factory.mktemp("precheck") / "run"
+    precheck([_launch_args(run_dir, air_replica, 1, *SINGLE), _launch_args(run_dir, air_replica, 2)])
+
+
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory, air_replica):
     run_dir = tmp_path_factory.mktemp("e2e") / "single"
-    _launch(run_dir, air_replica, 1, "--set", "deepspeed=null", "--set", "per_device_train_batch_size=2")
+    _launch(run_dir, air_replica, 1, *SINGLE)
     return run_dir
 
 

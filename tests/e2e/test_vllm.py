@@ -227,6 +227,25 @@ class TestServedRuns:
             assert json.loads(one_shot.stdout.strip().splitlines()[-1])["tool_calls"] == _call(row["messages"][1])
 
 
+def test_llamafactory_merge_is_base_plus_adapter(trained, air_replica):
+    """`finetune export` of a LLaMA-Factory run (LLaMA-Factory's own `export`): the merged model computes what
+    the base model with the adapter (LoRA, and the trained embeddings and output layer) computes."""
+    framework = get_framework("llamafactory")
+    run = trained["llamafactory"]
+    adapter, merged = framework.trained_weights(run / "output", {}), run / "merged"
+    check = subprocess.run(
+        [str(framework.python()), "tests/helpers/merged_logits.py", str(air_replica), str(adapter), str(merged)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert check.returncode == 0, check.stderr[-3000:]
+    diff = json.loads(check.stdout.strip().splitlines()[-1])
+    assert diff["adapter_effect"] > 1e-2  # the fine-tune changes the model...
+    assert diff["merged_vs_adapted"] < 1e-4  # ...and the merge is exactly base + adapter (float32 throughout)
+
+
 def test_a_server_that_cannot_start_is_reported_with_its_log(trained, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

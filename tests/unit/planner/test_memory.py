@@ -85,9 +85,11 @@ def test_reference_verdict_table(name, make, gib, longest):
     for mine, theirs in zip(ours, gib, strict=True):
         assert mine == pytest.approx(theirs, rel=0.05), (name, ours, gib)
     assert base.fits
-    # The reference's ceilings mix criteria (some rows keep a reserve, others none); the planner's, with
-    # its x1.2 reserve on activations, stays within 20 % of them (docs/planner.md lists both).
-    assert base.max_seq_len == pytest.approx(longest, rel=0.21), (name, base.max_seq_len)
+    # The reference's ceilings mix criteria (some rows keep a reserve, others none); the planner's keeps a x1.2
+    # reserve on activations, so it may promise less, never more: at most 5 % above a reference ceiling (the
+    # dangerous side, a run that does not fit), at most 25 % below (measured: +2.6 % to -20.3 %; the Megatron
+    # rows, whose reference keeps no reserve, are the low ones). docs/planner.md lists both.
+    assert 0.75 * longest <= base.max_seq_len <= 1.05 * longest, (name, base.max_seq_len, longest)
     assert max_seq_len(base.inputs, base.gpu.memory_gib * GIB, reserve=1.0) >= base.max_seq_len
 
 
