@@ -23,6 +23,7 @@ from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.merge import merge_difference
 from tests.helpers.precheck import precheck
 
 SWIFT = get_framework("swift")
@@ -246,16 +247,7 @@ def test_lora_sft_trains_and_exports(runs, air_replica):
         p.name for p in merged.iterdir()
     }
     assert (merged / "chat_template.jinja").read_text() == (air_replica / "chat_template.jinja").read_text()
-    adapter = SWIFT.trained_weights(run_dir / "output", {})
-    check = subprocess.run(
-        [str(SWIFT.python()), "tests/helpers/merged_logits.py", str(air_replica), str(adapter), str(merged)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert check.returncode == 0, check.stderr[-3000:]
-    diff = json.loads(check.stdout.strip().splitlines()[-1])
+    diff = merge_difference(SWIFT, air_replica, SWIFT.trained_weights(run_dir / "output", {}), merged)
     assert diff["adapter_effect"] > 1e-4  # the adapter changes the model...
     assert diff["merged_vs_adapted"] < 1e-4  # ...and the merged model is base + adapter
 

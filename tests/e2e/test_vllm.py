@@ -36,6 +36,7 @@ from finetune.serving.chat import ServerChat, assistant_message
 from finetune.serving.engine import find_engine
 from finetune.serving.serve import check_engine_args, engine_verdicts, plan_serve
 from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.merge import merge_difference
 
 pytestmark = [pytest.mark.vllm, pytest.mark.train]
 
@@ -232,16 +233,7 @@ def test_llamafactory_merge_is_base_plus_adapter(trained, air_replica):
     the base model with the adapter (LoRA, and the trained embeddings and output layer) computes."""
     framework = get_framework("llamafactory")
     run = trained["llamafactory"]
-    adapter, merged = framework.trained_weights(run / "output", {}), run / "merged"
-    check = subprocess.run(
-        [str(framework.python()), "tests/helpers/merged_logits.py", str(air_replica), str(adapter), str(merged)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert check.returncode == 0, check.stderr[-3000:]
-    diff = json.loads(check.stdout.strip().splitlines()[-1])
+    diff = merge_difference(framework, air_replica, framework.trained_weights(run / "output", {}), run / "merged")
     assert diff["adapter_effect"] > 1e-2  # the fine-tune changes the model...
     assert diff["merged_vs_adapted"] < 1e-4  # ...and the merge is exactly base + adapter (float32 throughout)
 
