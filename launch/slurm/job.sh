@@ -52,7 +52,8 @@ srun_pid=$!
 status=0
 wait "$srun_pid" || status=$?
 if [ "$requeue" = 1 ]; then
-  wait "$srun_pid" || status=$?                   # the trap interrupted the first wait: let the nodes finish saving
+  status=0                                        # the trap interrupted the first wait (status 128+USR1)...
+  wait "$srun_pid" || status=$?                   # ...let the nodes finish saving, and report how they ended
   scontrol requeue "$SLURM_JOB_ID"
 fi
 exit "$status"

@@ -1,21 +1,19 @@
 """Several nodes on loopback: separate launcher processes, each told its NODE_RANK, as on a real cluster.
 
-Two nodes train together (LLaMA-Factory and SWIFT), a node that never arrives is named, a node killed mid-run
-ends the job promptly, `--resume` continues from the newest complete checkpoint (a truncated one is skipped),
-and SIGTERM leaves a complete checkpoint behind.
+A node that never arrives is named, nodes with different configs refuse to start, a node killed mid-run ends the
+job promptly, `--resume` continues from the newest complete checkpoint (a truncated one is skipped), and SIGTERM
+leaves a complete checkpoint behind. That two nodes train as one process does: test_entry_points_run.py
+(LLaMA-Factory, through the hostfile launcher) and test_swift.py (ms-swift).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,17 +24,11 @@ from finetune.launch.checkpoints import checkpoints, latest_complete
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT
+from tests.helpers.nodes import Node, free_port, start_node, two_nodes
 from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 LF = "llamafactory/glm45-air_lora_4xh100"
-SW = "swift/glm45-air_lora_4xh100"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _args(recipe_id: str, replica: Path, steps: int, **extra) -> list[str]:
@@ -54,39 +46,8 @@ def _launch_args(run_dir: Path, replica: Path, *extra: str) -> list[str]:
 
 def _one_node(run_dir: Path, replica: Path, *extra: str) -> list[str]:
     """The command line of a one-process launch on this machine."""
-    cluster = ["--nnodes", "1", "--nproc-per-node", "1", "--master-port", str(_port())]
+    cluster = ["--nnodes", "1", "--nproc-per-node", "1", "--master-port", str(free_port())]
     return [sys.executable, "-m", "finetune", "launch", *_launch_args(run_dir, replica, *cluster, *extra)]
-
-
-class Node(subprocess.Popen):
-    """A launcher process whose output goes to a file (a pipe nobody reads while it runs would fill and block)."""
-
-    def __init__(self, argv: list[str], **kwargs) -> None:
-        self.log = tempfile.TemporaryFile("w+")
-        super().__init__(argv, stdout=self.log, stderr=subprocess.STDOUT, text=True, **kwargs)
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-
-def _start(node_rank: int, nnodes: int, port: int, *args: str) -> Node:
-    env = {
-        **os.environ,
-        "NNODES": str(nnodes),
-        "NODE_RANK": str(node_rank),
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-        "NPROC_PER_NODE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    return Node([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env, start_new_session=True)
-
-
-def _two_nodes(*args: str, timeout: float = 600) -> list[tuple[int, str]]:
-    port = _port()
-    procs = [_start(rank, 2, port, *args) for rank in (0, 1)]
-    return [(p.wait(timeout=timeout), p.output()) for p in procs]
 
 
 def _tree(pid: int) -> list[int]:
@@ -106,75 +67,35 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _lf_losses(run_dir: Path) -> list[float]:
-    rows = map(json.loads, (run_dir / "output" / "trainer_log.jsonl").read_text().splitlines())
-    return [r["loss"] for r in rows if "loss" in r]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _checked_together(air_replica, tmp_path_factory):
     """The launches below through each framework's parser at once (tests/helpers/precheck.py)."""
     run = tmp_path_factory.mktemp("precheck") / "run"
     lf = [
-        _args(LF, air_replica, 6),
-        _args(LF, air_replica, 6, per_device_train_batch_size=2),
         _args(LF, air_replica, 2),
         _args(LF, air_replica, 2, learning_rate=0.5),
         _args(LF, air_replica, 30, save_steps=5, deepspeed="recipe"),
         _args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4),
     ]
-    swift = [SW, "--model", str(air_replica), "--run-dir", str(run), *_args(SW, air_replica, 4)]
-    precheck([*(_launch_args(run, air_replica, *overrides) for overrides in lf), swift])
-
-
-def test_two_nodes_train_together_like_one_process(tmp_path, air_replica):
-    run_dir = tmp_path / "two"
-    results = _two_nodes(LF, "--model", str(air_replica), "--run-dir", str(run_dir), *_args(LF, air_replica, 6))
-    for code, out in results:
-        assert code == 0, out[-3000:]
-    logs = [(run_dir / "logs" / f"node{rank}.log").read_text() for rank in (0, 1)]  # LLaMA-Factory's own lines
-    assert "Process rank: 0, world size: 2" in logs[0] and "Process rank: 1, world size: 2" in logs[1]
-    assert {p.name for p in run_dir.glob("launch-node*.json")} == {"launch-node0.json", "launch-node1.json"}
-
-    single = tmp_path / "single"
-    out = subprocess.run(
-        _one_node(single, air_replica, *_args(LF, air_replica, 6, per_device_train_batch_size=2)),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert out.returncode == 0, out.stdout[-3000:]
-    assert _lf_losses(run_dir) == pytest.approx(_lf_losses(single), abs=1e-3)
-
-
-def test_two_swift_nodes_train_together(tmp_path, air_replica):
-    run_dir = tmp_path / "swift"
-    results = _two_nodes(SW, "--model", str(air_replica), "--run-dir", str(run_dir), *_args(SW, air_replica, 4))
-    for code, out in results:
-        assert code == 0, out[-3000:]
-    assert "world_size: 2" in (run_dir / "logs" / "node0.log").read_text()  # ms-swift's own line
-    rows = [json.loads(line) for line in (run_dir / "output" / "logging.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in rows if "loss" in r and "train_runtime" not in r]
-    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    precheck([_launch_args(run, air_replica, *overrides) for overrides in lf])
 
 
 def test_a_node_that_never_arrives_is_named(tmp_path, air_replica):
     start = time.monotonic()
     args = _launch_args(tmp_path / "lonely", air_replica, "--join-timeout", "8", *_args(LF, air_replica, 2))
-    proc = _start(0, 2, _port(), *args)
+    proc = start_node(0, 2, free_port(), *args)
     code = proc.wait(timeout=120)
     out = proc.output()
     assert code == 2 and time.monotonic() - start < 60
     assert "Node(s) 1 of 2 did not join within 8 s" in out
 
 
-def test_nodes_with_different_configs_refuse_to_start(tmp_path, air_replica):
-    port = _port()
+def test_nodes_with_different_configs_refuse_tostart_node(tmp_path, air_replica):
+    port = free_port()
     wait = ("--join-timeout", "60")
-    node0 = _start(0, 2, port, *_launch_args(tmp_path / "a", air_replica, *wait, *_args(LF, air_replica, 2)))
+    node0 = start_node(0, 2, port, *_launch_args(tmp_path / "a", air_replica, *wait, *_args(LF, air_replica, 2)))
     different = _args(LF, air_replica, 2, learning_rate=0.5)
-    node1 = _start(1, 2, port, *_launch_args(tmp_path / "b", air_replica, *wait, *different))
+    node1 = start_node(1, 2, port, *_launch_args(tmp_path / "b", air_replica, *wait, *different))
     outs = [(p.wait(timeout=180), p.output()) for p in (node0, node1)]
     assert all(code == 2 for code, _ in outs)
     assert any("Nodes rendered different configs" in out and "Node(s) 1" in out for _, out in outs)
@@ -184,8 +105,8 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     run_dir = tmp_path / "killed"
     steps = 30  # the recipe's own ZeRO-3 (DeepSpeed checkpoints); slow enough on the replica to kill node 1 mid-run
     args = _launch_args(run_dir, air_replica, *_args(LF, air_replica, steps, save_steps=5, deepspeed="recipe"))
-    port = _port()
-    nodes = [_start(rank, 2, port, *args) for rank in (0, 1)]
+    port = free_port()
+    nodes = [start_node(rank, 2, port, *args) for rank in (0, 1)]
     deadline = time.monotonic() + 300
     while latest_complete(run_dir / "output")[0] is None:  # wait for a first complete checkpoint
         assert time.monotonic() < deadline and nodes[0].poll() is None, nodes[0].output()[-3000:]
@@ -207,7 +128,7 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     adapter = bad / "adapter_model.safetensors"
     adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 2])
 
-    results = _two_nodes("--resume", str(run_dir))
+    results = two_nodes("--resume", str(run_dir))
     for code, out in results:
         assert code == 0, out[-3000:]
     assert "skipping incomplete checkpoint-39: truncated or unreadable weights" in results[0][1]

@@ -1,7 +1,8 @@
 """SWIFT recipes through `finetune launch`, against the real ms-swift on the replica (its own environment).
 
-LoRA SFT, full SFT, DPO, GRPO (with vLLM's CPU build rolling out) and ZeRO-3 under torchrun with two processes;
-then `finetune export` of a LoRA run. Megatron recipes only parse here: Megatron-SWIFT needs a GPU stack.
+LoRA SFT, full SFT, DPO, GRPO (with vLLM's CPU build rolling out); two processes (ZeRO-3 and plain data parallel)
+and two loopback nodes, each equal to one process; then `finetune export` of a LoRA run. Megatron recipes only
+parse here: Megatron-SWIFT needs a GPU stack.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
@@ -24,6 +25,7 @@ from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
 from tests.helpers.merge import merge_difference
+from tests.helpers.nodes import free_port, two_nodes
 from tests.helpers.precheck import precheck
 
 SWIFT = get_framework("swift")
@@ -33,19 +35,16 @@ MEGATRON = [r.id for r in SWIFT_RECIPES if r.meta.engine == "megatron"]
 STEPS = 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _shrunk(recipe_id: str, steps: int = STEPS) -> list[str]:
+    """The recipe shrunk to `steps` steps of the replica on a CPU, as `--set` arguments."""
+    overrides = SWIFT.cpu_smoke_overrides(steps, resolve_recipe(recipe_id).meta)
+    return [a for key, value in overrides.items() for a in ("--set", format_override(key, value))]
 
 
 def _swift_args(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str, steps: int = STEPS) -> list[str]:
-    recipe = resolve_recipe(recipe_id)
     cluster = ["--nnodes", "1", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1"]
-    args = [recipe_id, "--model", str(replica), "--run-dir", str(run_dir), *cluster, "--master-port", str(_free_port())]
-    for key, value in SWIFT.cpu_smoke_overrides(steps, recipe.meta).items():
-        args += ["--set", format_override(key, value)]
-    return [*args, *extra]
+    args = [recipe_id, "--model", str(replica), "--run-dir", str(run_dir), *cluster, "--master-port", str(free_port())]
+    return [*args, *_shrunk(recipe_id, steps), *extra]
 
 
 def _swift_launch(
@@ -96,10 +95,14 @@ def _megatron_request(recipe_id: str, run_dir: Path, *overrides: str) -> LaunchR
     return LaunchRequest(recipe=recipe_id, run_dir=run_dir, overrides=list(overrides))
 
 
+LORA = "swift/glm45-air_lora_4xh100"
 NO_DEEPSPEED = ("--set", "deepspeed=null")
+SINGLE = (*NO_DEEPSPEED, "--set", "per_device_train_batch_size=2")  # the global batch of two ranks of batch 1
 DPO_STEPS = 32
 TRAINED = [  # the launches of the training tests below: (recipe, extra arguments, steps)
-    ("swift/glm45-air_lora_4xh100", (), STEPS),
+    (LORA, (), STEPS),
+    (LORA, NO_DEEPSPEED, STEPS),
+    (LORA, SINGLE, STEPS),
     ("swift/glm45-air_full_4xh100", NO_DEEPSPEED, STEPS),
     ("swift/glm45-air_dpo_4xh100", NO_DEEPSPEED, DPO_STEPS),
     ("swift/glm45-air_grpo_4xh100", NO_DEEPSPEED, STEPS),
@@ -236,7 +239,7 @@ def test_adapted_modules_are_what_the_header_says(recipe_id, adapted):
 @pytest.mark.train
 def test_lora_sft_trains_and_exports(runs, air_replica):
     run_dir = runs / "lora"
-    _swift_launch("swift/glm45-air_lora_4xh100", run_dir, air_replica)
+    _swift_launch(LORA, run_dir, air_replica)
     losses = [row["loss"] for row in _logged(run_dir)]
     assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
 
@@ -303,15 +306,53 @@ def test_grpo_rolls_out_with_vllm_and_its_rewards_vary(runs, air_replica):
     assert any(r["reward_std"] > 0 for r in rows)  # completions of one prompt scored differently: a signal to learn
 
 
+# -- distributed runs train as one process does ----------------------------------------------------------------
+# Two ranks of batch 1 see the global batch of one process of batch 2, so losses and adapters must agree to float32
+# rounding. Without a process group each rank would train alone and log its own losses (ms-swift on CPU without
+# `use_cpu`; finetune/frameworks/trainer/swift/entry.py sets it).
+
+
+@pytest.fixture(scope="module")
+def single_run(runs, air_replica) -> Path:
+    run_dir = runs / "single"
+    _swift_launch(LORA, run_dir, air_replica, 1, *SINGLE)
+    return run_dir
+
+
+def _assert_trains_as(run_dir: Path, single: Path) -> None:
+    losses, reference = ([row["loss"] for row in _logged(d)] for d in (run_dir, single))
+    assert len(losses) == STEPS and losses == pytest.approx(reference, abs=1e-4), (losses, reference)
+    ours, theirs = (
+        load_file(SWIFT.trained_weights(d / "output", {}) / "adapter_model.safetensors") for d in (run_dir, single)
+    )
+    assert ours.keys() == theirs.keys()
+    assert max((ours[k] - theirs[k]).abs().max().item() for k in ours) < 1e-4
+    assert max(t.abs().max().item() for t in theirs.values()) > 1e-3  # the adapters did move
+
+
 @pytest.mark.train
-def test_zero3_with_two_processes(runs, air_replica):
+def test_zero3_two_processes_train_as_one_process(runs, air_replica, single_run):
     run_dir = runs / "zero3"
-    _swift_launch("swift/glm45-air_lora_4xh100", run_dir, air_replica, 2)
+    _swift_launch(LORA, run_dir, air_replica, 2)
     assert "world_size: 2" in (run_dir / "logs" / "node0.log").read_text()  # ms-swift's own line
-    losses = [row["loss"] for row in _logged(run_dir)]
-    assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
-    checkpoint = SWIFT.trained_weights(run_dir / "output", {})
-    assert (checkpoint / "adapter_model.safetensors").is_file()
+    assert json.loads((run_dir / "deepspeed.json").read_text())["zero_optimization"]["stage"] == 3
+    _assert_trains_as(run_dir, single_run)
+
+
+@pytest.mark.train
+def test_data_parallel_two_processes_train_as_one_process(runs, air_replica, single_run):
+    run_dir = runs / "ddp"
+    _swift_launch(LORA, run_dir, air_replica, 2, *NO_DEEPSPEED)
+    _assert_trains_as(run_dir, single_run)
+
+
+@pytest.mark.train
+def test_two_nodes_train_as_one_process(runs, air_replica, single_run):
+    run_dir = runs / "two-nodes"
+    for code, out in two_nodes(LORA, "--model", str(air_replica), "--run-dir", str(run_dir), *_shrunk(LORA)):
+        assert code == 0, out[-3000:]
+    assert {p.name for p in run_dir.glob("launch-node*.json")} == {"launch-node0.json", "launch-node1.json"}
+    _assert_trains_as(run_dir, single_run)
 
 
 @pytest.mark.gpu

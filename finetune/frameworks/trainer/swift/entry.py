@@ -38,6 +38,17 @@ def _gloo_for_deepspeed_without_gpu() -> None:
     PartialState._prepare_backend = prepare_backend
 
 
+def _cpu_data_parallel(flags: list[str]) -> None:
+    """Without a GPU and without DeepSpeed, ms-swift's trainer builds no process group unless `use_cpu` is set:
+    each rank then trains alone (no gradients are averaged), so two processes do not train as one with twice the
+    batch. Ask for CPU data parallelism there (DeepSpeed makes its own group; a GPU run is untouched)."""
+    import torch
+
+    if torch.cuda.is_available() or "--deepspeed" in flags or "--use_cpu" in flags:
+        return
+    flags += ["--use_cpu", "true"]
+
+
 def _register_callbacks(flags: list[str]) -> None:
     """ms-swift builds trainer callbacks by name from its `callbacks_map` (calling `cls(args, trainer)`): register
     each of the repository's callbacks under a name of its own and ask for them all."""
@@ -81,8 +92,10 @@ def main() -> None:
 
     flags = [args[-1]]
     parse_yaml_args(flags)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "--deepspeed" in flags:
-        _gloo_for_deepspeed_without_gpu()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if "--deepspeed" in flags:
+            _gloo_for_deepspeed_without_gpu()
+        _cpu_data_parallel(flags)
     _register_callbacks(flags)
     _run_name_from_environment(flags)
     if _flag_value(flags, "--use_vllm") == "true":
