@@ -17,6 +17,7 @@ DEFAULT_GPU = "h100-80gb"
 
 FRAMEWORKS = ("llamafactory", "swift")  # recipes/<framework>/
 METHODS = ("lora", "full", "dpo", "grpo")
+METHOD_DATA = {"lora": "sft", "full": "sft", "dpo": "preference", "grpo": "rl"}  # the prepared kind each trains on
 ENGINES = ("deepspeed", "megatron")
 SERVING_ENGINES = ("vllm", "sglang")
 

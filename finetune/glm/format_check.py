@@ -17,15 +17,15 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import FinetuneError, say
+from finetune.errors import say
 from finetune.glm.format import ASSISTANT, OBSERVATION, SYSTEM, USER
-from finetune.paths import REPO_ROOT, cache_dir
+from finetune.glm.format_render import render_many, template_settings
+from finetune.paths import cache_dir
 
 _WEATHER = {
     "type": "function",
@@ -130,10 +130,30 @@ CASES: list[dict[str, Any]] = [
 ]
 
 
+# The rejected answer of every preference case: reasoning and an answer, unlike any chosen one
+REJECTED = {"role": "assistant", "reasoning_content": "A guess will do.", "content": "I am not sure."}
+
+
+def cases(kind: str) -> list[dict[str, Any]]:
+    """CASES in the shape a recipe of data `kind` trains on: conversations (sft); the prompt before the last
+    answer with that answer chosen and REJECTED rejected (preference); that prompt alone (rl)."""
+    if kind == "sft":
+        return CASES
+    out = []
+    for case in CASES:
+        messages = case["messages"]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        row = {**case, "messages": messages[:last]}
+        if kind == "preference":
+            row |= {"chosen": messages[last], "rejected": REJECTED}
+        out.append(row)
+    return out
+
+
 @dataclass
 class Difference:
     row: str
-    what: str  # "trained" (the loss) or "text" (context only)
+    what: str  # "trained" (the loss), "prompt" (an RL rollout prompt: what the policy learns to answer), "text"
     diff: str
 
 
@@ -148,7 +168,7 @@ class FormatReport:
 
     @property
     def trained_mismatch(self) -> bool:
-        return any(d.what == "trained" for d in self.differences)
+        return any(d.what in ("trained", "prompt") for d in self.differences)
 
     def summary(self) -> str:
         if self.skipped:
@@ -169,8 +189,10 @@ class FormatReport:
 # -- what GLM-4.5 renders ------------------------------------------------------------------------------------------
 
 
-def official(tokenizer, messages: list[dict], tools: list[dict] | None) -> str:
-    return tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False)
+def official(tokenizer, messages: list[dict], tools: list[dict] | None, generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(
+        messages, tools=tools or None, tokenize=False, add_generation_prompt=generation_prompt
+    )
 
 
 def _span_end(piece: str) -> int:
@@ -208,6 +230,8 @@ def expected(tokenizer, messages: list[dict], tools: list[dict] | None, trained_
 
 def expected_rows(tokenizer, canonical: dict[str, Any], kind: str) -> dict[str, Any]:
     tools = canonical.get("tools")
+    if kind == "rl":  # the prompt a rollout starts from, as a served model is prompted
+        return {"prompt": official(tokenizer, canonical["messages"], tools, generation_prompt=True)}
     if kind == "preference":
         prompt = canonical["messages"]
         return {k: expected(tokenizer, prompt + [canonical[k]], tools, len(prompt)) for k in ("chosen", "rejected")}
@@ -254,7 +278,10 @@ def compare_dataset(names: list[str], wants: list[dict], gots: list[dict], kind:
         ]
     out = []
     for name, want, got in zip(names, wants, gots, strict=False):
-        if kind == "preference":
+        if kind == "rl":
+            if got["prompt"] != want["prompt"]:
+                out.append(Difference(name, "prompt", unified(want["prompt"], got["prompt"], "rollout prompt")))
+        elif kind == "preference":
             for key in ("chosen", "rejected"):
                 out += compare(f"{name} ({key})", want[key], got[key])
         else:
@@ -262,81 +289,17 @@ def compare_dataset(names: list[str], wants: list[dict], gots: list[dict], kind:
     return out
 
 
-# -- rendering through the framework -------------------------------------------------------------------------------
-
-LF_DATA_ARGS = (
-    "template",
-    "enable_thinking",
-    "mask_history",
-    "preserve_thinking",
-    "train_on_prompt",
-    "tool_format",
-    "default_system",
-)
-SWIFT_TEMPLATE_ARGS = (
-    "agent_template",
-    "loss_scale",
-    "response_prefix",
-    "enable_thinking",
-    "preserve_thinking",
-    "add_non_thinking_prefix",
-    "default_system",
-)
-
-
-def template_settings(framework: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The config keys that change what the framework renders and trains."""
-    keys = LF_DATA_ARGS if framework == "llamafactory" else (*SWIFT_TEMPLATE_ARGS, "template")
-    settings = {k: config[k] for k in keys if config.get(k) is not None}
-    settings.setdefault("template", "glm4_moe" if framework == "llamafactory" else "glm4_5")
-    return settings
-
-
-def render(framework, settings: dict[str, Any], dataset, tokenizer_dir: Path) -> list[dict]:
-    if framework.name == "llamafactory":
-        data_args = {k: v for k, v in settings.items() if k != "template"}
-        request = {
-            "model": str(tokenizer_dir),
-            "template": settings["template"],
-            "data_args": data_args,
-            "datasets": [
-                {"dir": str(dataset.llamafactory_dir), "name": dataset.llamafactory_train, "kind": dataset.kind}
-            ],
-        }
-        module, key = "finetune.frameworks.trainer.llamafactory.render", "datasets"
-    else:
-        args = {k: v for k, v in settings.items() if k != "template"}
-        request = {
-            "tokenizer": str(tokenizer_dir),
-            "template": settings["template"],
-            "template_args": args,
-            "files": [{"path": str(dataset.swift_train), "kind": dataset.kind}],
-        }
-        module, key = "finetune.frameworks.trainer.swift.render", "files"
-    proc = subprocess.run(
-        [str(framework.python()), "-m", module],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
-    )
-    out = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not out:
-        raise FinetuneError(
-            f"{framework.display_name} could not render the format check data ({module}):\n" + proc.stderr[-3000:]
-        )
-    return json.loads(out[-1])[key][0]["rows"]
-
-
-def prepare_cases(folder: Path, cases: list[dict[str, Any]] | None = None):
-    """The canonical conversations, prepared exactly as `finetune prepare` prepares a user's file."""
+def prepare_cases(folder: Path, rows: list[dict[str, Any]] | None = None, kind: str = "sft"):
+    """The canonical conversations (or `rows`) of data `kind`, prepared exactly as `finetune prepare` prepares a
+    user's file."""
     from finetune.prepare.pipeline import PrepareOptions, prepare
 
     source = folder / "format_check.jsonl"
-    rows = [{k: v for k, v in case.items() if k != "name"} for case in (cases or CASES)]
+    rows = [{k: v for k, v in case.items() if k != "name"} for case in (rows or cases(kind))]
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    options = PrepareOptions([str(source)], "format_check", out_root=folder / "data", token_stats=False, progress=False)
+    options = PrepareOptions(
+        [str(source)], "format_check", out_root=folder / "data", kind=kind, token_stats=False, progress=False
+    )
     return prepare(options).dataset
 
 
@@ -345,11 +308,15 @@ def prepare_cases(folder: Path, cases: list[dict[str, Any]] | None = None):
 
 _RENDERING_MODULES = (
     "finetune.glm.format_check",
+    "finetune.glm.format_render",
     "finetune.glm.format",
     "finetune.prepare.writers",
     "finetune.frameworks.trainer.llamafactory.template",
     "finetune.frameworks.trainer.llamafactory.render",
     "finetune.frameworks.trainer.swift.render",
+    "finetune.frameworks.trainer.swift.header_newline",
+    "finetune.frameworks.trainer.swift.history_reasoning",
+    "finetune.frameworks.trainer.trained_spans",
 )
 
 
@@ -367,6 +334,33 @@ def _cache_key(framework, settings: dict, data: bytes, tokenizer_dir: Path) -> s
     return digest.hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class FormatRequest:
+    """One check: `dataset` (a PreparedDataset; default: the canonical cases in the recipe's data kind) through
+    `recipe`'s framework with `config` (default: the recipe's), against GLM-4.5's rendering by the tokenizer in
+    `tokenizer_dir` (default: the replica of the recipe's model, whose chat template is GLM-4.5's byte for byte)."""
+
+    recipe: Any
+    config: dict[str, Any] | None = None
+    dataset: Any = None
+    tokenizer_dir: Path | None = None
+    limit: int = 64
+    use_cache: bool = True
+
+
+@dataclass
+class _Pending:
+    """A check that must be rendered: its report so far, the rows to compare and where its answer is cached."""
+
+    report: FormatReport
+    settings: dict[str, Any]
+    dataset: Any
+    names: list[str]
+    lines: list[str]
+    tokenizer_dir: Path
+    cached: Path
+
+
 def check_format(
     recipe,
     config: dict[str, Any] | None = None,
@@ -376,59 +370,92 @@ def check_format(
     limit: int = 64,
     use_cache: bool = True,
 ) -> FormatReport:
-    """Render `dataset` (a PreparedDataset; default: the canonical cases) through `recipe`'s framework with
-    `config` (default: the recipe's) and compare with GLM-4.5's rendering by the tokenizer in `tokenizer_dir`
-    (default: the replica of the recipe's model, whose chat template is GLM-4.5's byte for byte)."""
+    """One FormatRequest (its fields are the arguments)."""
+    return check_formats([FormatRequest(recipe, config, dataset, tokenizer_dir, limit, use_cache)])[0]
+
+
+def check_formats(requests: list[FormatRequest]) -> list[FormatReport]:
+    """Every request's report; what is not cached is rendered in one process per framework and tokenizer."""
     from finetune.frameworks import get_framework
 
-    config = recipe.config if config is None else config
+    reports: list[FormatReport | None] = [None] * len(requests)
+    groups: dict[tuple[str, Path], list[tuple[int, _Pending]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, request in enumerate(requests):
+            outcome = _plan(request, Path(tmp) / str(index))
+            if isinstance(outcome, FormatReport):
+                reports[index] = outcome
+            else:
+                groups.setdefault((request.recipe.framework, outcome.tokenizer_dir), []).append((index, outcome))
+        for (framework_name, tokenizer_dir), pending in groups.items():
+            framework = get_framework(framework_name)
+            rows = sum(len(p.lines) for _, p in pending)
+            say(
+                f"format check: rendering {rows} conversations with {framework.display_name}'s own loader and "
+                "template, and with GLM-4.5's chat template (once per recipe and data; about 10-30 s)..."
+            )
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+            rendered = render_many(framework, tokenizer_dir, [(p.settings, p.dataset) for _, p in pending])
+            for (index, p), gots in zip(pending, rendered, strict=True):
+                wants = [expected_rows(tokenizer, json.loads(line), p.dataset.kind) for line in p.lines]
+                p.report.rows = len(wants)
+                p.report.differences = compare_dataset(p.names, wants, gots, p.dataset.kind)
+                _store(p.cached, p.report)
+                reports[index] = p.report
+    return reports
+
+
+def _plan(request: FormatRequest, folder: Path) -> FormatReport | _Pending:
+    """The finished report (skipped, or cached), or what must be rendered."""
+    from finetune.frameworks import get_framework
+
+    recipe = request.recipe
+    config = recipe.config if request.config is None else request.config
     framework = get_framework(recipe.framework)
     settings = template_settings(framework.name, config)
     report = FormatReport(recipe.id, framework.display_name, str(settings["template"]))
+    dataset = request.dataset
     if recipe.meta.engine == "megatron":
         report.skipped = (
             "Megatron-SWIFT renders with ms-swift's same `glm4_5` template (checked by the ms-swift "
             "recipes); it cannot run without GPUs, so it is not rendered here"
         )
         return report
-    if dataset is not None and dataset.kind == "rl":
-        report.skipped = "RL prompts train no fixed answer; nothing to compare"
+    if dataset is not None and dataset.kind == "rl" and framework.name != "swift":
+        report.skipped = f"{framework.display_name} recipes train no RL prompts here"
         return report
+    tokenizer_dir = request.tokenizer_dir
     if tokenizer_dir is None:
         from finetune.replica.build import ensure_replica
 
         tokenizer_dir = ensure_replica(recipe.meta.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        if dataset is None:
-            dataset = prepare_cases(Path(tmp))
-            names = [c["name"] for c in CASES]
-        else:
-            names = []
-        lines = dataset.canonical_train.read_text(encoding="utf-8").splitlines()[:limit]
-        names = names or [f"{dataset.name} row {i + 1}" for i in range(len(lines))]
-        key = _cache_key(framework, settings, "\n".join(lines).encode(), tokenizer_dir)
-        cached = cache_dir() / "format-checks" / f"{key}.json"
-        if use_cache and cached.is_file():
-            data = json.loads(cached.read_text())
-            return FormatReport(**{**data, "differences": [Difference(**d) for d in data["differences"]]})
-        if len(lines) < dataset.manifest.counts.kept:
-            dataset = _first_rows(dataset, lines, Path(tmp))
-        say(
-            f"format check: rendering {len(lines)} conversations with {framework.display_name}'s own loader and "
-            "template, and with GLM-4.5's chat template (once per recipe and data; about 10-30 s)..."
-        )
-        from transformers import AutoTokenizer
+    folder.mkdir(parents=True)
+    names: list[str] = []
+    if dataset is None:
+        from finetune.catalog import METHOD_DATA
 
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        wants = [expected_rows(tokenizer, json.loads(line), dataset.kind) for line in lines]
-        gots = render(framework, settings, dataset, tokenizer_dir)
-        report.rows = len(wants)
-        report.differences = compare_dataset(names, wants, gots, dataset.kind)
+        kind = METHOD_DATA[recipe.meta.method]
+        dataset = prepare_cases(folder, kind=kind)
+        names = [c["name"] for c in cases(kind)]
+    lines = dataset.canonical_train.read_text(encoding="utf-8").splitlines()[: request.limit]
+    names = names or [f"{dataset.name} row {i + 1}" for i in range(len(lines))]
+    key = _cache_key(framework, settings, "\n".join(lines).encode(), tokenizer_dir)
+    cached = cache_dir() / "format-checks" / f"{key}.json"
+    if request.use_cache and cached.is_file():
+        data = json.loads(cached.read_text())
+        return FormatReport(**{**data, "differences": [Difference(**d) for d in data["differences"]]})
+    if len(lines) < dataset.manifest.counts.kept:
+        dataset = _first_rows(dataset, lines, folder)
+    return _Pending(report, settings, dataset, names, lines, tokenizer_dir, cached)
+
+
+def _store(cached: Path, report: FormatReport) -> None:
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp_file = cached.with_suffix(f".{os.getpid()}.tmp")
     tmp_file.write_text(json.dumps(asdict(report)))
     os.replace(tmp_file, cached)
-    return report
 
 
 def _first_rows(dataset, lines: list[str], folder: Path):

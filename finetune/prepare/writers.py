@@ -137,6 +137,10 @@ def swift_row(row: dict[str, Any], kind: str) -> dict[str, Any]:
     else:
         out = {"messages": prompt}
     out["tools"] = dumps_str(row["tools"])
+    if kind == "preference" and row["tools"]:
+        # ms-swift reads the rejected side only from `rejected_*` keys once `rejected_messages` is given: without
+        # this its rejected sequence is rendered without the tool declarations the chosen one has
+        out["rejected_tools"] = out["tools"]
     if kind == "rl":
         for key, value in row.items():
             if key not in ("messages", "tools"):

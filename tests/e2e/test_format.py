@@ -12,11 +12,41 @@ import json
 import pytest
 
 from finetune.glm import format as fmt
-from finetune.glm.format_check import CASES, check_format
+from finetune.glm.format_check import CASES, FormatRequest, check_format, check_formats
+from finetune.prepare.datasets import resolve_dataset
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REFERENCE_DIR
 
-CHECKED = [r.id for r in all_recipes() if r.meta.engine != "megatron" and r.meta.method != "grpo"]
+RENDERED = [r.id for r in all_recipes() if r.meta.engine != "megatron"]  # every engine that renders on a CPU
+
+
+CAUGHT = [  # (recipe, the setting dropped from its config, what the diff then shows)
+    # ms-swift's hybrid-thinking default (`+ignore_empty_think`): the empty think block goes untrained
+    ("swift/glm45-air_lora_4xh100", "disable_ignore_empty_think", "-\\n<think></think>\\n4\n"),
+    # ms-swift's default generation prompt is non-thinking: rollouts would start after `<think></think>`
+    ("swift/glm45-air_grpo_4xh100", "enable_thinking", "+<|assistant|>\\n<think></think>"),
+]
+WRONG_TEMPLATE = {"template": "glm4_moe"}
+
+
+def _without(recipe_id: str, key: str) -> dict:
+    return {k: v for k, v in resolve_recipe(recipe_id).config.items() if k != key}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _rendered_together(air_replica):
+    """Every check below, rendered in one process per framework (finetune/glm/format_check.py: check_formats);
+    the tests then read the cached reports."""
+    recipes = [resolve_recipe(r) for r in RENDERED]
+    lf = resolve_recipe("llamafactory/glm45-air_lora_4xh100")
+    check_formats(
+        [
+            *(FormatRequest(r, tokenizer_dir=air_replica) for r in recipes),
+            *(FormatRequest(r, dataset=resolve_dataset(r.meta.dataset), tokenizer_dir=air_replica) for r in recipes),
+            *(FormatRequest(resolve_recipe(r), _without(r, key), tokenizer_dir=air_replica) for r, key, _ in CAUGHT),
+            FormatRequest(lf, {**lf.config, **WRONG_TEMPLATE}, tokenizer_dir=air_replica),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +56,32 @@ def tok(air_replica):
     return AutoTokenizer.from_pretrained(air_replica)
 
 
-@pytest.mark.parametrize("recipe_id", ["llamafactory/glm45-air_lora_4xh100", "swift/glm45-air_lora_4xh100"])
+@pytest.mark.parametrize("recipe_id", RENDERED)
 def test_recipe_trains_exactly_the_official_assistant_turns(recipe_id, air_replica):
-    report = check_format(resolve_recipe(recipe_id), tokenizer_dir=air_replica, use_cache=False)
-    assert report.rows == len(CASES)
+    """The format cases in the shape the recipe trains on (conversations, preference pairs, RL prompts), rendered
+    by its framework as its trainer renders them. Recipes with the same template settings share one rendering
+    (the cache key holds the settings, the data and the rendering code)."""
+    report = check_format(resolve_recipe(recipe_id), tokenizer_dir=air_replica)
+    assert report.rows == len(CASES) and not report.skipped
     assert report.differences == [], report.summary()
+
+
+@pytest.mark.parametrize("recipe_id", RENDERED)
+def test_recipe_trains_its_own_sample_data_as_glm45_renders_it(recipe_id, air_replica):
+    recipe = resolve_recipe(recipe_id)
+    dataset = resolve_dataset(recipe.meta.dataset)
+    report = check_format(recipe, dataset=dataset, tokenizer_dir=air_replica)
+    assert report.rows == dataset.manifest.counts.kept and not report.skipped
+    assert report.differences == [], report.summary()
+
+
+@pytest.mark.parametrize(("recipe_id", "dropped", "shows"), CAUGHT)
+def test_ms_swift_defaults_that_change_the_format_are_caught(recipe_id, dropped, shows, air_replica):
+    """The check renders through ms-swift's own argument classes, so their defaults show: without the recipe's
+    setting, the trained tokens (or the rollout prompt) differ from GLM-4.5's."""
+    report = check_format(resolve_recipe(recipe_id), _without(recipe_id, dropped), tokenizer_dir=air_replica)
+    assert report.trained_mismatch, report.summary()
+    assert shows in report.summary(), report.summary()
 
 
 def test_every_llamafactory_recipe_uses_the_corrected_template():
@@ -47,7 +98,7 @@ def test_megatron_recipes_are_skipped_with_a_note():
 
 def test_a_wrong_template_is_caught_with_a_readable_diff(air_replica):
     recipe = resolve_recipe("llamafactory/glm45-air_lora_4xh100")
-    report = check_format(recipe, {**recipe.config, "template": "glm4_moe"}, tokenizer_dir=air_replica, use_cache=False)
+    report = check_format(recipe, {**recipe.config, **WRONG_TEMPLATE}, tokenizer_dir=air_replica)
     assert report.trained_mismatch
     summary = report.summary()
     assert "--- GLM-4.5 trained spans" in summary and "+++ training trained spans" in summary
@@ -57,7 +108,7 @@ def test_a_wrong_template_is_caught_with_a_readable_diff(air_replica):
 def test_the_format_check_is_cached(air_replica, monkeypatch):
     recipe = resolve_recipe("swift/glm45-air_lora_4xh100")
     check_format(recipe, tokenizer_dir=air_replica)
-    monkeypatch.setattr("finetune.glm.format_check.render", lambda *a, **k: pytest.fail("rendered again"))
+    monkeypatch.setattr("finetune.glm.format_check.render_many", lambda *a, **k: pytest.fail("rendered again"))
     assert check_format(recipe, tokenizer_dir=air_replica).differences == []
 
 

@@ -3,8 +3,8 @@
 Run as `python -m finetune.frameworks.trainer.llamafactory.render` (by `finetune check-format` and the tests) in a
 process of its own, so LLaMA-Factory's global state (logging, argument parsing, datasets cache) stays out of the
 caller. Reads a JSON request on stdin:
-  {"model": DIR, "template": NAME, "datasets": [{"dir": DATASET_DIR, "name": NAME, "kind": "sft"|"preference"}],
-   "data_args": {LLaMA-Factory data arguments from the recipe that change the rendering, optional}}
+  {"model": DIR, "datasets": [{"dir": DATASET_DIR, "name": NAME, "kind": "sft"|"preference", "template": NAME,
+                               "data_args": {LLaMA-Factory data arguments of the recipe that change the rendering}}]}
 and prints one JSON object: {"datasets": [{"rows": [...]}]} where each row holds the decoded text of every
 sequence LLaMA-Factory would train on and the spans its labels select:
   sft         {"text", "trained"}
@@ -48,14 +48,14 @@ def main() -> None:
                 "finetuning_type": "lora",
                 "dataset": item["name"],
                 "dataset_dir": item["dir"],
-                "template": request["template"],
+                "template": item["template"],
                 "cutoff_len": 1 << 16,
                 "output_dir": out,
                 "overwrite_cache": True,
                 "report_to": "none",
                 "use_cpu": True,
                 "bf16": False,
-                **request.get("data_args", {}),
+                **item.get("data_args", {}),
             }
             model_args, data_args, training_args, _, _ = get_train_args(args)
             tokenizer_module = load_tokenizer(model_args)

@@ -103,8 +103,10 @@ def main() -> None:
 
         prepare_vllm_on_cpu()
     from finetune.frameworks.trainer.swift.header_newline import train_header_newline
+    from finetune.frameworks.trainer.swift.history_reasoning import keep_tool_loop_reasoning
 
     train_header_newline()
+    keep_tool_loop_reasoning()
     sys.argv = [COMMAND_MODULES[command], *flags]
     runpy.run_module(COMMAND_MODULES[command], run_name="__main__", alter_sys=True)
 

@@ -2,8 +2,11 @@
 
 Run as `python -m finetune.frameworks.trainer.swift.render` in ms-swift's environment (by `finetune check-format`
 and the tests), since ms-swift cannot share the launcher's environment. Reads a JSON request on stdin:
-  {"tokenizer": DIR, "files": [{"path": JSONL, "kind": "sft"|"preference"|"rl"}],
-   "template": NAME (default glm4_5), "template_args": {get_template keyword arguments from the recipe}}
+  {"tokenizer": DIR, "files": [{"path": JSONL, "kind": "sft"|"preference"|"rl", "command": "sft"|"rlhf",
+                                 "arguments": {the recipe's ms-swift arguments that shape the template}}]}
+The template is built from ms-swift's own argument class for the command (SftArguments, RLHFArguments), as a
+training run builds it: the class decides the loss scale (`last_round` for DPO, `+ignore_empty_think` for GLM's
+hybrid thinking unless disabled), so what is reported here is what the trainer masks.
 and prints one JSON object: {"files": [{"columns": [...], "rows": [...]}]}, where each row holds the decoded
 text of every sequence ms-swift would train on and the spans its labels select:
   sft         {"text", "trained"}
@@ -17,9 +20,30 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import warnings
 
 from finetune.frameworks.trainer.trained_spans import rendered  # noqa: E402  (the caller puts the repo on the path)
+
+
+def _template_kwargs(tokenizer_dir: str, item: dict) -> dict:
+    """What `swift sft|rlhf` passes to get_template for these arguments, from ms-swift's own argument class."""
+    from swift.arguments import RLHFArguments, SftArguments
+
+    cls = RLHFArguments if item["command"] == "rlhf" else SftArguments
+    arguments = dict(item.get("arguments", {}))
+    if arguments.get("rlhf_type") == "grpo":  # GRPO's batch rule (generations divide the batch); no template effect
+        arguments |= {"num_generations": 2, "per_device_train_batch_size": 2}
+    with tempfile.TemporaryDirectory() as out:
+        args = cls(
+            model=tokenizer_dir,
+            dataset=[item["path"]],
+            output_dir=out,
+            check_model=False,
+            torch_dtype="float32",
+            **arguments,
+        )
+    return args.get_template_kwargs()
 
 
 def main() -> None:
@@ -31,17 +55,15 @@ def main() -> None:
     from swift.template import get_template
 
     from finetune.frameworks.trainer.swift.header_newline import train_header_newline
+    from finetune.frameworks.trainer.swift.history_reasoning import keep_tool_loop_reasoning
 
     train_header_newline()  # as the training entry does
+    keep_tool_loop_reasoning()
     tokenizer = get_processor(request["tokenizer"], model_type="glm4_moe", download_model=False)
-    template = get_template(
-        tokenizer,
-        template_type=request.get("template", "glm4_5"),
-        max_length=1 << 16,
-        **request.get("template_args", {}),
-    )
     results = []
     for item in request["files"]:
+        kwargs = _template_kwargs(request["tokenizer"], item)
+        template = get_template(tokenizer, **{**kwargs, "max_length": 1 << 16})  # whole rows, never truncated
         # GRPO keeps the columns reward functions read (ms-swift sets remove_unused_columns=False for it)
         dataset, _ = load_dataset(
             [item["path"]], num_proc=1, load_from_cache_file=False, remove_unused_columns=item["kind"] != "rl"
