@@ -6,7 +6,9 @@
 #                   with the `finetune` command (.venv/bin/finetune, an editable install of this checkout)
 #   .venvs/swift/   ms-swift and vLLM                 (requirements/swift.txt + requirements/vllm-<cpu|cuda>.txt)
 #
-# Usage: ./setup.sh [all|llamafactory|swift]        (default: all)
+# Usage: ./setup.sh [all|llamafactory|swift|gpu-extras]        (default: all)
+#   gpu-extras: the ms-swift environment plus requirements/gpu-extras.txt (Megatron-SWIFT, flash attention);
+#               NVIDIA machines only.
 # PYTHON picks the interpreter (3.11 or newer, default python3). On a machine with an NVIDIA GPU the
 # usual CUDA wheels are installed; without one, the CPU build of torch, and the CUDA-only parts of
 # torchvision / torchaudio (pulled in by LLaMA-Factory, unused for text) are taken out so imports work.
@@ -110,6 +112,16 @@ swift_env() {
   prebuild_deepspeed_cpu_op .venvs/swift swift
 }
 
+gpu_extras() {  # compiled against the local CUDA toolkit and the environment's torch: no build isolation
+  if [ "$DEVICE" != cuda ]; then
+    log "gpu-extras needs an NVIDIA GPU (nvidia-smi found none): Megatron-SWIFT and flash attention run on GPUs only"
+    exit 2
+  fi
+  swift_env
+  log "installing requirements/gpu-extras.txt into .venvs/swift (compiles; can take a while)"
+  .venvs/swift/bin/python -m pip install -q --no-build-isolation -r requirements/gpu-extras.txt
+}
+
 both_envs() {  # independent, and each mostly one core (unpacking, compiling): built side by side
   local lf sw status=0
   llamafactory_env &
@@ -126,5 +138,6 @@ case "$WHICH" in
   all) both_envs ;;
   llamafactory) llamafactory_env ;;
   swift) swift_env ;;
-  *) echo "usage: $0 [all|llamafactory|swift]" >&2; exit 2 ;;
+  gpu-extras) gpu_extras ;;
+  *) echo "usage: $0 [all|llamafactory|swift|gpu-extras]" >&2; exit 2 ;;
 esac

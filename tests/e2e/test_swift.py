@@ -24,6 +24,7 @@ from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.gpu_extras import require_modules
 from tests.helpers.merge import merge_difference
 from tests.helpers.nodes import free_port, two_nodes
 from tests.helpers.precheck import precheck
@@ -358,8 +359,9 @@ def test_two_nodes_train_as_one_process(runs, air_replica, single_run):
 @pytest.mark.gpu
 @pytest.mark.parametrize("recipe_id", MEGATRON)
 def test_megatron_recipe_trains_on_gpu(recipe_id, runs, air_replica, glm45_replica):
-    """GPU twin of the Megatron argument check: a few real steps on the replica (needs megatron-core and
-    transformer-engine in the ms-swift environment)."""
+    """A few real Megatron-SWIFT steps on the replica (needs `./setup.sh gpu-extras`). No CPU twin: nothing of
+    Megatron runs without a GPU; on a CPU its recipes are checked against Megatron-SWIFT's argument names only."""
+    require_modules(SWIFT.python(), ("megatron.core", "transformer_engine"), "run ./setup.sh gpu-extras")
     recipe = resolve_recipe(recipe_id)
     replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
     import torch
@@ -374,6 +376,7 @@ def test_megatron_recipe_trains_on_gpu(recipe_id, runs, air_replica, glm45_repli
         "max_length": 512,
         "packing": False,
         "train_iters": 3,
+        "log_interval": 1,
         "torch_dtype": "bfloat16",
     }
     sets = [a for k, v in shrink.items() for a in ("--set", format_override(k, v))]
@@ -392,6 +395,11 @@ def test_megatron_recipe_trains_on_gpu(recipe_id, runs, air_replica, glm45_repli
         timeout=1800,
     )
     assert out.returncode == 0, out.stdout[-3000:]
+    rows = [json.loads(line) for line in (runs / recipe.name / "output" / "logging.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "iteration" in r and "loss" in r]  # Megatron-SWIFT's own log, one row per step
+    assert [r["iteration"] for r in steps] == ["1/3", "2/3", "3/3"], rows
+    assert all(math.isfinite(float(r["loss"])) for r in steps)
+    assert Path(rows[-1]["last_model_checkpoint"]).is_dir()  # the final message names the saved checkpoint
 
 
 @pytest.mark.vllm
