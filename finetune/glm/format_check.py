@@ -398,7 +398,8 @@ def check_formats(requests: list[FormatRequest]) -> list[FormatReport]:
 
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
             rendered = render_many(framework, tokenizer_dir, [(p.settings, p.dataset) for _, p in pending])
-            for (index, p), gots in zip(pending, rendered, strict=True):
+            for (index, p), entry in zip(pending, rendered, strict=True):
+                gots = entry["rows"]
                 wants = [expected_rows(tokenizer, json.loads(line), p.dataset.kind) for line in p.lines]
                 p.report.rows = len(wants)
                 p.report.differences = compare_dataset(p.names, wants, gots, p.dataset.kind)

@@ -65,8 +65,9 @@ def _swift_item(settings: dict[str, Any], dataset) -> dict[str, Any]:
     }
 
 
-def render_many(framework, tokenizer_dir: Path, jobs: list[tuple[dict[str, Any], Any]]) -> list[list[dict]]:
-    """The rows each (template settings, PreparedDataset) job renders to, in one framework process."""
+def render_many(framework, tokenizer_dir: Path, jobs: list[tuple[dict[str, Any], Any]]) -> list[dict[str, Any]]:
+    """What each (template settings, PreparedDataset) job renders to, in one framework process: {"rows": [...]}
+    (and for ms-swift "columns", what its loader kept)."""
     if framework.name == "llamafactory":
         request = {"model": str(tokenizer_dir), "datasets": [_llamafactory_item(*job) for job in jobs]}
         module, key = "finetune.frameworks.trainer.llamafactory.render", "datasets"
@@ -86,4 +87,4 @@ def render_many(framework, tokenizer_dir: Path, jobs: list[tuple[dict[str, Any],
         raise FinetuneError(
             f"{framework.display_name} could not render the format check data ({module}):\n" + proc.stderr[-3000:]
         )
-    return [entry["rows"] for entry in json.loads(out[-1])[key]]
+    return json.loads(out[-1])[key]
