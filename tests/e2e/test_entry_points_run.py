@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -25,18 +24,13 @@ from finetune.launch.checkpoints import latest_complete
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.nodes import free_port
 from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 RECIPE = "llamafactory/glm45-air_lora_4xh100"
 SLURM_STEPS = 12
 HOSTFILE_STEPS = 6
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _executable(path: Path, text: str) -> Path:
@@ -127,7 +121,7 @@ def test_slurm_job_trains_on_every_node_and_usr1_checkpoints_then_requeues(fakes
     sbatch = [str(REPO_ROOT / "launch/slurm/2node.sbatch")]
     job = subprocess.Popen(
         ["bash", *sbatch, RECIPE, *_shrunk(air_replica, SLURM_STEPS, **SLURM_EXTRA)],
-        env=_slurm_env(bin_dir, run_dir, _port()),
+        env=_slurm_env(bin_dir, run_dir, free_port()),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -154,7 +148,7 @@ def test_slurm_job_trains_on_every_node_and_usr1_checkpoints_then_requeues(fakes
 
     requeued = subprocess.run(  # the requeued job: same job id, same run directory
         ["bash", *sbatch, RECIPE],
-        env=_slurm_env(bin_dir, run_dir, _port()),
+        env=_slurm_env(bin_dir, run_dir, free_port()),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -177,7 +171,12 @@ def test_hostfile_launch_trains_on_every_host_like_one_process(fakes, tmp_path, 
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("# two nodes, one process each\n127.0.0.1 slots=1\n\nlocalhost slots=1\n")
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MASTER_PORT": str(_port()), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "MASTER_PORT": str(free_port()),
+        "OMP_NUM_THREADS": "1",
+    }
     out = subprocess.run(
         ["bash", str(REPO_ROOT / "launch/hostfile.sh"), str(hostfile), RECIPE, "--run-dir", str(run_dir)]
         + _shrunk(air_replica, HOSTFILE_STEPS),
@@ -195,7 +194,7 @@ def test_hostfile_launch_trains_on_every_host_like_one_process(fakes, tmp_path, 
     assert {p.name for p in run_dir.glob("launch-node*.json")} == {"launch-node0.json", "launch-node1.json"}
 
     single = tmp_path / "single"
-    one = ["--nnodes", "1", "--nproc-per-node", "1", "--master-port", str(_port())]
+    one = ["--nnodes", "1", "--nproc-per-node", "1", "--master-port", str(free_port())]
     out = run_cli(
         "launch",
         RECIPE,
