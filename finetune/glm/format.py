@@ -73,13 +73,15 @@ def assistant_body(reasoning: str, answer: str, calls: list[dict[str, Any]], *, 
     return body + "".join(tool_call_text(c["name"], c.get("arguments")) for c in calls)
 
 
-def parse_assistant(text: str) -> dict[str, Any]:
+def parse_assistant(text: str, *, thinking: bool = True) -> dict[str, Any]:
     """Generated text -> {"reasoning", "content", "tool_calls": [{"name", "arguments"}]}, as the glm45 parsers
-    of vLLM and SGLang split it (argument values that are JSON are decoded, others stay strings)."""
+    of vLLM and SGLang split it (argument values that are JSON are decoded, others stay strings).
+    thinking=False: the prompt closed the think block, so nothing generated is reasoning, even a stray
+    `</think>` (vLLM's parser reads it so when the request turns thinking off)."""
     for stop in STOP_TOKENS:
         text = text.split(stop)[0]
-    reasoning, rest = split_reasoning(text)
-    if not reasoning and THINK_CLOSE in text:  # the prompt opened the think block
+    reasoning, rest = split_reasoning(text) if thinking else ("", text.strip())
+    if thinking and not reasoning and THINK_CLOSE in text:  # the prompt opened the think block
         reasoning, rest = (p.strip() for p in text.split(THINK_CLOSE, 1))
         reasoning = reasoning.removeprefix(THINK_OPEN).strip()
     calls = []

@@ -110,7 +110,7 @@ class ServerChat:
             detail = error.read().decode(errors="replace")[-2000:]
             raise FinetuneError(f"{self.url} refused the request (HTTP {error.code}): {detail}") from error
         content = message.get("content") or ""
-        parsed = parse_assistant(content)  # servers without a tool parser return the raw text
+        parsed = parse_assistant(content, thinking=thinking)  # servers without a tool parser return the raw text
         calls = [
             {"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])}
             for c in message.get("tool_calls") or []
@@ -188,7 +188,7 @@ class LocalChat:
         ids = self.tokenizer(self.last_prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         out = self.model.generate(**ids, max_new_tokens=max_tokens, do_sample=False)
         text = self.tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=False)
-        return parse_assistant(text)
+        return parse_assistant(text, thinking=thinking)
 
 
 def connect(target: str, model: str | None = None):

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,6 +157,23 @@ def _call(message: dict) -> list[dict]:
     ]
 
 
+def _post(url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url.rstrip("/") + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _rendered_prompt(url: str, model: str, row: dict, *, thinking: bool) -> str:
+    """The prompt the server builds for the row's first user turn (vLLM's /tokenize, then /detokenize)."""
+    body = {"model": model, "messages": row["messages"][:1], "tools": row["tools"], "add_generation_prompt": True}
+    if not thinking:
+        body["chat_template_kwargs"] = {"enable_thinking": False}
+    tokens = _post(url, "/tokenize", body)["tokens"]
+    return _post(url, "/detokenize", {"model": model, "tokens": tokens})["prompt"]
+
+
 def _assert_replays_the_training_rows(chat: ServerChat) -> None:
     for row in ROWS:
         user, target = row["messages"][0], row["messages"][1]
@@ -217,8 +235,14 @@ class TestServedRuns:
             )
             assert streamed == whole
             assert "".join(t for k, t in pieces if k == "reasoning").strip() == whole["reasoning"] and len(pieces) > 1
+            # thinking off reaches the server's template (the empty think block closes the prompt) and nothing the
+            # model writes after it is read as reasoning, by the server's parser or the client
+            assert _rendered_prompt(url, chat.model_name(), row, thinking=False).endswith(
+                "/nothink<|assistant|>\n<think></think>"
+            )
+            assert _rendered_prompt(url, chat.model_name(), row, thinking=True).endswith("<|assistant|>")
             off = chat.reply(row["messages"][:1], row["tools"], max_tokens=200, thinking=False)
-            assert not off["reasoning"]  # the template's empty think block; the parser finds no reasoning
+            assert not off["reasoning"], off
             tools = tmp_path / "tools.json"
             tools.write_text(json.dumps(row["tools"]))
             one_shot = run_cli(

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from finetune.errors import FinetuneError
+from finetune.glm.format import parse_assistant
 from finetune.serving.chat import _read_stream, assistant_message, load_tools
 
 
@@ -55,3 +56,15 @@ def test_tool_files_in_either_shape_and_a_clear_error_otherwise(tmp_path):
     bad.write_text(json.dumps([{"type": "function", "function": {"description": "no name"}}]))
     with pytest.raises(FinetuneError, match=r"bad.json: item 0 has no function name"):
         load_tools(bad)
+
+
+def test_with_thinking_off_nothing_generated_is_reasoning():
+    """The prompt closed the think block; a stray `</think>` in the reply is content, as vLLM's glm45 parser reads
+    it for a request with enable_thinking false (an under-trained model does write one)."""
+    text = "Mot\n<arg_key>at.</think>It is sunny.<|user|>"
+    assert parse_assistant(text, thinking=False) == {
+        "reasoning": "",
+        "content": "Mot\n<arg_key>at.</think>It is sunny.",
+        "tool_calls": [],
+    }
+    assert parse_assistant(text)["reasoning"] == "Mot\n<arg_key>at."  # thinking on: the prompt opened the block
