@@ -16,6 +16,7 @@ from finetune.errors import FinetuneError
 COMMAND_MODULES = (
     "finetune.cli.recipes",
     "finetune.cli.launch",
+    "finetune.cli.status",
     "finetune.cli.replica",
     "finetune.cli.export",
     "finetune.cli.doctor",

@@ -82,6 +82,7 @@ class TrainingSetup:
     rollout_sleeps: bool = False  # vLLM releases its memory while the trainer runs (sleep mode)
     rollout_weights_to_host: bool = False  # sleep level 1: vLLM's weights wait in host RAM
     rollout_tp: int = 1  # vLLM's tensor parallel size (its weights per GPU: 2P / rollout_tp)
+    rollout_max_model_len: int | None = None  # vLLM's longest sequence (None: the training sequence length)
     trainer_offloaded_while_rolling_out: bool = False  # the trainer's states wait in host RAM while vLLM runs
     mtp_layers: int = 0
     lora_targets: tuple[str, ...] = ()  # the LoRA target names as the config gives them (`lora` has PEFT's)

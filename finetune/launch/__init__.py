@@ -8,5 +8,7 @@ execute.py      claim the run directory and the wandb run (a new plan), meet the
 record.py       the launch record of each node (`launch-node<R>.json`), built once per launch
 topology.py     nodes, ranks and torchrun's options; rendezvous.py: the launchers meet before training
 rundir.py       run directory names and the files every node shares; resume.py and checkpoints.py: `--resume`
+run_state.py    the run's state (running / stopped / finished / failed) and the trainers' stop marker;
+                status.py: `finetune status RUN_DIR`
 doctor.py       `finetune doctor`: is this machine ready; demo.py: `finetune demo` end to end on a CPU
 """

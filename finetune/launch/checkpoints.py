@@ -80,3 +80,16 @@ def latest_complete(output_dir: Path) -> tuple[Path | None, list[Skipped]]:
             return checkpoint, skipped
         skipped.append(Skipped(checkpoint, reason))
     return None, skipped
+
+
+def trained_step(output_dir: Path) -> int | None:
+    """The last step a run trained: the final trainer state, else the newest checkpoint's."""
+    for state in [
+        Path(output_dir) / "trainer_state.json",
+        *(c / "trainer_state.json" for c in reversed(checkpoints(output_dir))),
+    ]:
+        try:
+            return int(json.loads(state.read_text())["global_step"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None

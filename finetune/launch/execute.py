@@ -3,7 +3,8 @@
 Signals: the first SIGTERM or SIGINT (Slurm's pre-timeout signal, `scancel`, Ctrl-C) does not kill training; it
 creates this node's stop file, the trainers (finetune/frameworks/trainer/graceful_stop.py) agree on it at the end of
 the step, save a complete checkpoint and exit, and the run can be resumed with `--resume`. A second signal stops at
-once.
+once. A run that stopped so ends with STOPPED_EXIT, not 0, and node 0 records every attempt's state in the run
+directory (finetune/launch/run_state.py).
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ from dataclasses import replace
 from pathlib import Path
 
 from finetune.errors import FinetuneError
+from finetune.launch.checkpoints import trained_step
 from finetune.launch.console import QuietConsole
 from finetune.launch.plan import LaunchPlan
 from finetune.launch.process_group import stop_group
 from finetune.launch.record import launch_record
-from finetune.launch.rundir import LOGS_NAME, claim_run_dir, write_launch_record
+from finetune.launch.run_state import (
+    STOPPED_EXIT,
+    RunState,
+    State,
+    clear_stop_marker,
+    read_stop_marker,
+    write_state,
+)
+from finetune.launch.rundir import LOGS_NAME, OUTPUT_NAME, claim_run_dir, write_launch_record
 from finetune.tracking.manifest import build_manifest, write_manifest
 from finetune.tracking.redaction import mask_stream
 from finetune.tracking.start import start_tracking
@@ -74,7 +84,10 @@ def execute(plan: LaunchPlan, *, verbose: bool = True) -> int:
         from finetune.launch.rendezvous import NodeGroup
 
         group = NodeGroup(topo.master_addr, topo.master_port, topo.nnodes, topo.node_rank, plan.join_timeout)
-        group.join(plan.config_sha256, host)
+        try:
+            group.join(plan.config_sha256, host)
+        except FinetuneError as exc:
+            raise FinetuneError(f"{exc}\n{_untouched(plan.run_dir)}") from exc
         group.start_heartbeat()
         print(f"all {topo.nnodes} nodes joined with the same config", flush=True)
     try:
@@ -86,6 +99,14 @@ def execute(plan: LaunchPlan, *, verbose: bool = True) -> int:
     finally:
         if group is not None:
             group.close()
+
+
+def _untouched(run_dir: Path) -> str:
+    """What a launch that never met its nodes left behind: nothing (the nodes meet before anything is written)."""
+    if not run_dir.exists():
+        return f"Nothing was written: {run_dir} was not created; the same command starts the job again."
+    held = sorted(p.name for p in run_dir.iterdir())
+    return f"{run_dir} is as it was ({len(held)} entries: {', '.join(held[:8])}{', ...' if len(held) > 8 else ''})."
 
 
 def start(plan: LaunchPlan) -> LaunchPlan:
@@ -101,11 +122,42 @@ def start(plan: LaunchPlan) -> LaunchPlan:
     if topo.node_rank == 0:
         write_manifest(run_dir, plan.attempt, build_manifest(plan, record))
     write_launch_record(run_dir, topo.node_rank, record, plan.attempt)
+    if topo.node_rank == 0:
+        clear_stop_marker(run_dir)
+        write_state(run_dir, RunState(State.RUNNING, plan.attempt))
     return plan
+
+
+def ended_state(plan: LaunchPlan, code: int, detail: str = "") -> RunState:
+    """How this attempt ended, as `finetune status` shows it."""
+    if code == STOPPED_EXIT:
+        marker = read_stop_marker(plan.run_dir)
+        return RunState(State.STOPPED, plan.attempt, marker.step, marker.checkpoint, code)
+    step = trained_step(plan.run_dir / OUTPUT_NAME)
+    if code == 0:
+        return RunState(State.FINISHED, plan.attempt, step, exit_code=0)
+    return RunState(State.FAILED, plan.attempt, step, exit_code=code, detail=detail)
 
 
 def _run(plan: LaunchPlan, group, host: str, console: QuietConsole | None) -> int:
     plan = start(plan)
+    try:
+        code = _watch(plan, group, host, console)
+    except BaseException as exc:
+        if plan.topology.node_rank == 0:
+            write_state(plan.run_dir, ended_state(plan, 1, f"{type(exc).__name__}: {exc}"))
+        raise
+    if plan.topology.node_rank == 0:
+        write_state(plan.run_dir, ended_state(plan, code))
+    return code
+
+
+def _stopped_on_request(plan: LaunchPlan, code: int) -> int:
+    """torchrun's code, or STOPPED_EXIT when the trainers stopped on request (they exit 0 and leave the marker)."""
+    return STOPPED_EXIT if code == 0 and read_stop_marker(plan.run_dir) is not None else code
+
+
+def _watch(plan: LaunchPlan, group, host: str, console: QuietConsole | None) -> int:
     topo, run_dir = plan.topology, plan.run_dir
     log_path = run_dir / LOGS_NAME / f"node{topo.node_rank}.log"
 
@@ -143,12 +195,12 @@ def _run(plan: LaunchPlan, group, host: str, console: QuietConsole | None) -> in
                     f"training too; resume with `finetune launch --resume {run_dir}` once all nodes are back."
                 )
         reader.join(timeout=10)
-        code = proc.returncode
-        if code != 0 and console is not None:
+        code = _stopped_on_request(plan, proc.returncode)
+        if code not in (0, STOPPED_EXIT) and console is not None:
             sys.stdout.buffer.write(console.failure_report(str(log_path)))
             sys.stdout.flush()
         if group is not None:
-            if code == 0:
+            if code in (0, STOPPED_EXIT):
                 group.report_done()
                 if topo.node_rank == 0:
                     _wait_for_peers(group)  # node 0 hosts the store: keep it up until the others are done

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from finetune.errors import FinetuneError
 from finetune.launch.checkpoints import latest_complete
+from finetune.launch.run_state import State, read_state
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 from finetune.recipes.overrides import format_override
 
@@ -30,6 +31,17 @@ def _attempts(run_dir: Path, node_rank: int) -> int:
     return len(list(run_dir.glob(f"launch-node{node_rank}.attempt*.json")))
 
 
+def refuse_finished(run_dir: Path) -> None:
+    """A finished run has nothing to continue; resuming it would train past its last step and rewrite its output."""
+    state = read_state(run_dir)
+    if state is not None and state.state is State.FINISHED:
+        raise FinetuneError(
+            f"--resume {run_dir}: the run finished at step {state.step} (attempt {state.attempt}, {state.updated}); "
+            f"there is nothing to continue and its output is kept as it is. To train further, start a new run "
+            f"(another --run-dir) from it."
+        )
+
+
 def resume_request(req):
     """The LaunchRequest that continues `req.resume`, its attempt number, checkpoint and skipped checkpoints."""
     run_dir = Path(req.resume).expanduser().resolve()
@@ -40,6 +52,7 @@ def resume_request(req):
     if not record_path.is_file():
         raise FinetuneError(f"--resume {run_dir}: no launch record there; is it a run directory?")
     record = json.loads(record_path.read_text())
+    refuse_finished(run_dir)
     checkpoint, skipped = latest_complete(run_dir / OUTPUT_NAME)
     if checkpoint is None:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped) or "none was saved"

@@ -13,6 +13,7 @@ from pathlib import Path
 from finetune.errors import FinetuneError, say
 from finetune.launch.execute import execute
 from finetune.launch.plan import LaunchPlan
+from finetune.launch.run_state import STOPPED_EXIT, read_stop_marker
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,24 @@ def run(plan: LaunchPlan, options: LaunchOptions) -> int:
     if note:
         say(note)
     code = execute(plan, verbose=options.verbose)
-    status = "finished" if code == 0 else f"failed with exit code {code}"
-    print(f"{plan.recipe.id} {status}; run directory: {plan.run_dir}", flush=True)
+    print(f"{plan.recipe.id} {outcome(plan, code)}", flush=True)
     hint = sync_hint(plan)
     if hint:
         print(hint, flush=True)
     return code
+
+
+def outcome(plan: LaunchPlan, code: int) -> str:
+    """The launcher's last word on the attempt: finished, stopped (and how to go on) or failed."""
+    if code == STOPPED_EXIT:
+        marker = read_stop_marker(plan.run_dir)
+        return (
+            f"stopped at step {marker.step} ({marker.checkpoint} holds it; exit code {STOPPED_EXIT}); resume with "
+            f"`finetune launch --resume {plan.run_dir}`"
+        )
+    if code == 0:
+        return f"finished; run directory: {plan.run_dir}"
+    return f"failed with exit code {code}; run directory: {plan.run_dir} (`finetune status {plan.run_dir}`)"
 
 
 def deepspeed_compile_note(plan: LaunchPlan) -> str | None:

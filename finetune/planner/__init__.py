@@ -58,6 +58,13 @@ def runs_a_replica(launch_plan) -> bool:
 def refusal(plan: ResourcePlan) -> str:
     """Why a plan does not fit, term by term, and what would."""
     x = plan.inputs
+    if plan.trainer_fits:  # only the colocated vLLM does not fit its share
+        return (
+            f"{plan.recipe_id} does not fit {plan.nodes} x {plan.gpus_per_node} {plan.gpu.name}: the trainer does "
+            f"({plan.required_gib:.1f} of {plan.capacity_gib:.1f} GiB per GPU), but its colocated rollout engine "
+            f"does not: {plan.rollout.describe()}.\n`python -m finetune plan {plan.recipe_id}` shows the plan; "
+            "`--force` launches anyway."
+        )
     lines = [
         (
             f"{plan.recipe_id} does not fit {plan.nodes} x {plan.gpus_per_node} {plan.gpu.name}: it needs "
@@ -119,6 +126,8 @@ def plan_figures(plan: ResourcePlan) -> list[str]:
             f"{mfu[0]:.1%}-{mfu[1]:.1%} MFU)"
         ),
     ]
+    if plan.rollout is not None:
+        lines.append(f"Rollout {plan.rollout.describe()}")
     if plan.memory.host_ram_per_node >= GIB:
         lines.append(f"Host-RAM {plan.memory.host_ram_per_node / GIB:,.0f} GiB per node for offloaded states")
     if plan.memory.nvme_per_node >= GIB:

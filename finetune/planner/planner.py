@@ -25,6 +25,7 @@ from finetune.planner.memory import (
     max_seq_len,
 )
 from finetune.planner.params import ModelShape, ParamCounts, count_params
+from finetune.planner.rollout import RolloutFit, rollout_fit
 from finetune.planner.throughput import Throughput, estimate_throughput
 from finetune.recipes.models import get_model
 from finetune.recipes.overrides import apply_overrides
@@ -44,6 +45,7 @@ class ResourcePlan:
     throughput: Throughput
     tokens: float | None = None
     problems: list[str] = field(default_factory=list)
+    rollout: RolloutFit | None = None  # a colocated vLLM's own budget (planner/rollout.py)
 
     @property
     def setup(self) -> TrainingSetup:
@@ -83,6 +85,10 @@ class ResourcePlan:
 
     @property
     def fits(self) -> bool:
+        return self.trainer_fits and (self.rollout is None or self.rollout.fits)
+
+    @property
+    def trainer_fits(self) -> bool:
         return not self.problems and self.memory.required <= self.gpu.memory_gib * GIB
 
     @property
@@ -119,8 +125,22 @@ class ResourcePlan:
             "tokens": self.tokens,
             "hours": [round(h, 2) for h in self.hours] if self.hours else None,
             "problems": self.problems,
+            "rollout": None if self.rollout is None else self.rollout_json(),
             "notes": list(self.setup.notes),
             "library_versions": self.counts.versions,
+        }
+
+    def rollout_json(self) -> dict[str, Any]:
+        r = self.rollout
+        return {
+            "budget_gib": round(r.budget / GIB, 2),
+            "weights_gib": round(r.weights / GIB, 2),
+            "overhead_gib": round(r.overhead / GIB, 2),
+            "kv_kib_per_token": round(r.kv_per_token / 1024, 1),
+            "max_model_len": r.max_model_len,
+            "fits": r.fits,
+            "sequences_per_step": r.sequences,
+            "sequences_at_once": r.sequences_at_once,
         }
 
 
@@ -199,6 +219,7 @@ def _resource_plan(
         throughput=estimate_throughput(inputs, card, counts.active_per_token),
         tokens=tokens,
         problems=problems,
+        rollout=rollout_fit(inputs, capacity),
     )
 
 

@@ -59,7 +59,8 @@ def render_text(plan: ResourcePlan) -> str:
     console.print(table)
 
     verdict = "[green]FITS[/]" if plan.fits else "[red]DOES NOT FIT[/]"
-    console.print(f"Verdict: {verdict} ({plan.required_gib:.1f} of {plan.capacity_gib:.1f} GiB per GPU)")
+    because = " (the colocated vLLM does not fit its share)" if plan.trainer_fits and not plan.fits else ""
+    console.print(f"Verdict: {verdict} ({plan.required_gib:.1f} of {plan.capacity_gib:.1f} GiB per GPU){because}")
     for problem in plan.problems:
         console.print(f"  layout: {problem}")
     if plan.max_seq_len:
@@ -75,6 +76,7 @@ def render_text(plan: ResourcePlan) -> str:
             f"Rollout (vLLM, colocated): {share:.1f} GiB per GPU while generating; {turns}; "
             f"it adds {memory.rollout / GIB:.1f} GiB to the training peak"
         )
+        console.print(f"Rollout budget: {plan.rollout.describe()}")
     host, nvme = memory.host_ram_per_node / GIB, memory.nvme_per_node / GIB
     console.print(
         f"Host RAM per node for offloaded states: {host:,.0f} GiB"

@@ -19,6 +19,8 @@ import yaml
 
 from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
+from finetune.launch.checkpoints import latest_complete
+from finetune.launch.run_state import RunState, State, read_state
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 
 MERGED_NAME = "merged"
@@ -46,11 +48,30 @@ def _is_lora(framework_name: str, config: dict) -> bool:
     return config.get("tuner_type", "lora") == "lora"
 
 
-def export_run(run_dir: Path, out: Path | None = None) -> ExportResult:
+def _weights(run_dir: Path, final: Path, unfinished: bool) -> Path:
+    """The finished run's weights; a run that did not finish only with `unfinished`, from its newest complete
+    checkpoint (an adapter found beside a stopped run's checkpoints would pass for its final one otherwise)."""
+    state = read_state(run_dir)
+    if state is None or state.state is State.FINISHED:
+        return final
+    if not unfinished:
+        raise FinetuneError(
+            f"{run_dir} has not finished (`finetune status {run_dir}`: {state.state.value} at step {state.step}): "
+            f"resume it with `finetune launch --resume {run_dir}`, or pass --unfinished to export its newest complete "
+            "checkpoint."
+        )
+    checkpoint, _ = latest_complete(run_dir / OUTPUT_NAME)
+    if checkpoint is None:
+        raise FinetuneError(f"{run_dir} has not finished and holds no complete checkpoint to export.")
+    print(f"exporting {checkpoint.relative_to(run_dir)} of an unfinished run ({state.state.value})")
+    return checkpoint
+
+
+def export_run(run_dir: Path, out: Path | None = None, *, unfinished: bool = False) -> ExportResult:
     run_dir = run_dir.resolve()
     record, config = _read_run(run_dir)
     framework = get_framework(record["framework"])
-    weights = framework.trained_weights(run_dir / OUTPUT_NAME, config)
+    weights = _weights(run_dir, framework.trained_weights(run_dir / OUTPUT_NAME, config), unfinished)
     if not _is_lora(framework.name, config):
         raise FinetuneError(
             f"{run_dir} trained every parameter: its weights at {weights} are already a full model; nothing to merge."
@@ -80,6 +101,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> ExportResult:
                 "base_model": record["model"],
                 "framework": framework.name,
                 "recipe": record["recipe"],
+                "finished": (read_state(run_dir) or RunState(State.FINISHED, 0)).state is State.FINISHED,
                 "command": command,
             },
             indent=2,

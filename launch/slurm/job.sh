@@ -7,7 +7,8 @@
 # directory is runs/<job name>-<job id> (FINETUNE_RUN_DIR overrides; it must be on storage all nodes share).
 # On preemption or near the time limit Slurm sends USR1 to this script (--signal=B:USR1@300 in the sbatch
 # headers): the trainers are asked to save a checkpoint and stop, and the job is requeued; a requeued job finds
-# its run directory and resumes from the newest complete checkpoint.
+# its run directory and resumes from the newest complete checkpoint. A run that finished before the stop took
+# effect is not requeued.
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -41,6 +42,9 @@ on_usr1() {
 }
 trap on_usr1 USR1
 
+started=$(mktemp)                                 # state.json newer than this was written by this job
+trap 'rm -f "$started"' EXIT
+
 # One task per node; each expands its own SLURM_NODEID. The launchers rendezvous on master_addr:master_port.
 # shellcheck disable=SC2016  # SLURM_NODEID must expand on each node, not here
 srun --nodes="$nnodes" --ntasks-per-node=1 --kill-on-bad-exit=1 \
@@ -54,6 +58,14 @@ wait "$srun_pid" || status=$?
 if [ "$requeue" = 1 ]; then
   status=0                                        # the trap interrupted the first wait (status 128+USR1)...
   wait "$srun_pid" || status=$?                   # ...let the nodes finish saving, and report how they ended
+fi
+# A run stopped on request exits 75 and node 0 records it in state.json (srun may report another code when it
+# ends the other tasks after the first non-zero exit; a state.json older than this job is an earlier attempt's):
+# requeue it to continue. A finished run (0) or a failure (any other code) is not requeued.
+stopped_now() { [ "$run_dir/state.json" -nt "$started" ] && grep -qs '"state": "stopped"' "$run_dir/state.json"; }
+if [ "$status" = 75 ] || stopped_now; then
+  echo "the run stopped with a checkpoint; requeueing job $SLURM_JOB_ID to resume it" >&2
   scontrol requeue "$SLURM_JOB_ID"
+  exit 0
 fi
 exit "$status"

@@ -21,6 +21,7 @@ import pytest
 
 from finetune.frameworks import get_framework
 from finetune.launch.checkpoints import latest_complete
+from finetune.launch.run_state import State, read_state
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
@@ -134,9 +135,10 @@ def test_slurm_job_trains_on_every_node_and_usr1_checkpoints_then_requeues(fakes
         time.sleep(0.5)
     job.send_signal(signal.SIGUSR1)  # Slurm's pre-timeout signal, to the batch shell only (B:)
     out = job.communicate(timeout=240)[0]
-    assert job.returncode == 0, out[-3000:]
-    assert "USR1 from Slurm" in out
+    assert job.returncode == 0, out[-3000:]  # the job was requeued: it goes on
+    assert "USR1 from Slurm" in out and "requeueing job 4242 to resume it" in out
     assert calls.read_text().splitlines() == ["scontrol requeue 4242"]
+    assert read_state(run_dir).state is State.STOPPED
     for rank in (0, 1):  # each node's launcher ran for real, under its own rank
         node_log = (run_dir / "logs" / f"node{rank}.log").read_text()
         assert f"Process rank: {rank}, world size: 2" in node_log  # LLaMA-Factory's own line
@@ -157,6 +159,10 @@ def test_slurm_job_trains_on_every_node_and_usr1_checkpoints_then_requeues(fakes
     assert f"resuming from {checkpoint}" in (run_dir / "logs" / "slurm-4242-node0.out").read_text()
     assert _trained_steps(run_dir) == SLURM_STEPS
     assert calls.read_text().splitlines() == ["scontrol requeue 4242"]  # a finished job is not requeued
+    state = read_state(run_dir)
+    assert (state.state, state.step, state.attempt) == (State.FINISHED, SLURM_STEPS, 1)
+    again = run_cli("launch", "--resume", str(run_dir), "--dry-run")  # a finished run is not trained past its end
+    assert again.returncode == 2 and f"the run finished at step {SLURM_STEPS}" in again.stderr
 
 
 def _losses(run_dir: Path) -> list[float]:

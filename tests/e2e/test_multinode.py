@@ -2,8 +2,8 @@
 
 A node that never arrives is named, nodes with different configs refuse to start, a node killed mid-run ends the
 job promptly, `--resume` continues from the newest complete checkpoint (a truncated one is skipped), and SIGTERM
-leaves a complete checkpoint behind. That two nodes train as one process does: test_entry_points_run.py
-(LLaMA-Factory, through the hostfile launcher) and test_swift.py (ms-swift).
+leaves a complete checkpoint behind and a run that says it stopped, not finished. That two nodes train as one
+process does: test_entry_points_run.py (LLaMA-Factory, through the hostfile launcher) and test_swift.py (ms-swift).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 
 from finetune.frameworks import get_framework
 from finetune.launch.checkpoints import checkpoints, latest_complete
+from finetune.launch.run_state import STOPPED_EXIT, State, read_state
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT
@@ -88,6 +89,8 @@ def test_a_node_that_never_arrives_is_named(tmp_path, air_replica):
     out = proc.output()
     assert code == 2 and time.monotonic() - start < 60
     assert "Node(s) 1 of 2 did not join within 8 s" in out
+    assert f"Nothing was written: {tmp_path / 'lonely'} was not created" in out
+    assert not (tmp_path / "lonely").exists()
 
 
 def test_nodes_with_different_configs_refuse_tostart_node(tmp_path, air_replica):
@@ -150,11 +153,21 @@ def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=180)
     out = proc.output()
-    assert code == 0, out[-3000:]
+    assert code == STOPPED_EXIT, out[-3000:]  # a stop is not a finish
     assert "asking the trainers to checkpoint and stop" in out
     checkpoint, skipped = latest_complete(run_dir / "output")
     assert checkpoint is not None and not skipped
-    assert 0 < json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] < 500
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    assert 0 < step < 500
+    assert f"stopped at step {step} (output/{checkpoint.name} holds it; exit code 75); resume with" in out
+    final = [p.name for p in (run_dir / "output").iterdir() if not p.name.startswith("checkpoint-")]
+    assert not [n for n in final if n.startswith(("adapter_", "train_results", "all_results"))], final
+    state = read_state(run_dir)
+    assert (state.state, state.step, state.checkpoint) == (State.STOPPED, step, f"output/{checkpoint.name}")
+    status = subprocess.run(
+        [sys.executable, "-m", "finetune", "status", str(run_dir)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert f"state: stopped at step {step} on request" in status.stdout, status.stdout + status.stderr
     dry = subprocess.run(
         [sys.executable, "-m", "finetune", "launch", "--resume", str(run_dir), "--dry-run"],
         cwd=REPO_ROOT,

@@ -1,8 +1,8 @@
 """SWIFT recipes through `finetune launch`, against the real ms-swift on the replica (its own environment).
 
 LoRA SFT, full SFT, DPO, GRPO (with vLLM's CPU build rolling out); two processes (ZeRO-3 and plain data parallel)
-and two loopback nodes, each equal to one process; then `finetune export` of a LoRA run. Megatron recipes only
-parse here: Megatron-SWIFT needs a GPU stack.
+and two loopback nodes, each equal to one process; a stop on SIGTERM that is not a finish; then `finetune export`
+of a LoRA run. Megatron recipes only parse here: Megatron-SWIFT needs a GPU stack.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,14 +22,16 @@ from safetensors.torch import load_file
 
 from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
+from finetune.launch.checkpoints import latest_complete
 from finetune.launch.plan import LaunchRequest, check_together, plan_launch
+from finetune.launch.run_state import STOPPED_EXIT, State, read_state
 from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
 from tests.helpers.gpu_extras import require_modules
 from tests.helpers.merge import merge_difference
-from tests.helpers.nodes import free_port, two_nodes
+from tests.helpers.nodes import Node, free_port, two_nodes
 from tests.helpers.precheck import precheck
 
 SWIFT = get_framework("swift")
@@ -424,3 +429,33 @@ def test_grpo_rollouts_follow_the_weights_the_trainer_syncs(air_replica):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "error" not in result, result
     assert result["after"] == result["expected"] != result["before"]
+
+
+@pytest.mark.train
+def test_sigterm_stops_a_zero3_run_resumably_and_says_so(runs, air_replica):
+    """Two ranks under the recipe's ZeRO-3: SIGTERM to the launcher ends in a complete checkpoint, exit code 75
+    and the state `stopped`; its checkpoint is not exported as if it were the finished run's."""
+    run_dir = runs / "stopped"
+    args = _swift_args(LORA, run_dir, air_replica, 2, "--set", "save_steps=1000", steps=500)
+    proc = Node(
+        [sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    deadline = time.monotonic() + 420
+    while not ((run_dir / "output" / "logging.jsonl").is_file() and _logged(run_dir)):  # training, step 1 logged
+        assert time.monotonic() < deadline and proc.poll() is None, proc.output()[-3000:]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=300)
+    out = proc.output()
+    assert code == STOPPED_EXIT, out[-4000:]
+    checkpoint, skipped = latest_complete(run_dir / "output")
+    assert checkpoint is not None and not skipped and (checkpoint / "latest").is_file()  # DeepSpeed's own shards
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    assert 0 < step < 500 and f"stopped at step {step} (output/{checkpoint.name} holds it" in out
+    assert not (run_dir / "output" / "adapter_model.safetensors").exists()
+    closing = json.loads((run_dir / "output" / "logging.jsonl").read_text().splitlines()[-1])
+    assert closing["global_step"] == step  # ms-swift's own closing record (it writes one however train() ends)
+    state = read_state(run_dir)
+    assert (state.state, state.step, state.exit_code) == (State.STOPPED, step, STOPPED_EXIT)
+    refused = run_cli("export", str(run_dir))
+    assert refused.returncode == 2 and "has not finished" in refused.stderr

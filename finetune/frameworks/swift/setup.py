@@ -150,6 +150,7 @@ def swift_setup(
         rollout_sleeps=sleep_level > 0,
         rollout_weights_to_host=sleep_level == 1,
         rollout_tp=int(config.get("vllm_tensor_parallel_size", 1)),
+        rollout_max_model_len=int(config.get("vllm_max_model_len") or 0) or None,
         trainer_offloaded_while_rolling_out=colocate and bool(config.get("offload_model", False)),
         mtp_layers=mtp,
         lora_targets=targets,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 def trainer_callbacks() -> list:
     """Fresh callback instances for one training process."""
-    from finetune.frameworks.trainer.graceful_stop import GracefulStop
+    from finetune.frameworks.trainer.graceful_stop import GracefulStop, end_stopped_runs_after_train
     from finetune.frameworks.trainer.progress import Progress
     from finetune.tracking.callback import RunTracking
+
+    end_stopped_runs_after_train()
 
     return [GracefulStop(), RunTracking(), Progress()]

@@ -62,3 +62,17 @@ def test_compile_note_only_when_the_cpu_op_is_not_built(tmp_path, monkeypatch):
         config={**plan.config, "deepspeed": None},
     )
     assert deepspeed_compile_note(no_deepspeed) is None
+
+
+def test_a_launch_that_never_met_its_nodes_says_what_it_left(tmp_path):
+    from finetune.launch.execute import _untouched
+
+    assert _untouched(tmp_path / "new") == (
+        f"Nothing was written: {tmp_path / 'new'} was not created; the same command starts the job again."
+    )
+    (tmp_path / "old").mkdir()
+    for name in ("config.yaml", "output", "state.json"):
+        (tmp_path / "old" / name).touch()
+    assert (
+        _untouched(tmp_path / "old") == f"{tmp_path / 'old'} is as it was (3 entries: config.yaml, output, state.json)."
+    )

@@ -118,3 +118,14 @@ def test_the_argument_check_is_cached_by_the_commands_shape_not_the_run(tmp_path
     other_parser = [*a[:-1], "glm47"] if a[-1] == "glm45" else [*a, "--reasoning-parser", "glm47"]
     assert _shape(other_parser) != _shape(a)
     assert _shape([*a, "--max-model-len", "1024"]) != _shape(a)
+
+
+def test_a_run_that_did_not_finish_is_not_served_as_if_it_had(tmp_path):
+    from finetune.launch.run_state import RunState, State, write_state
+
+    run = _run_dir(tmp_path)
+    write_state(run, RunState(State.STOPPED, 0, step=5, checkpoint="output/checkpoint-5", exit_code=75))
+    with pytest.raises(FinetuneError, match=r"has not finished \(stopped at step 5\).*--unfinished"):
+        plan_serve(run, "vllm", gpus=8, install=CUDA_VLLM)
+    write_state(run, RunState(State.FINISHED, 0, step=9, exit_code=0))
+    assert "--enable-lora" in plan_serve(run, "vllm", gpus=8, install=CUDA_VLLM).argv  # its adapter, as before
