@@ -22,12 +22,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue RUN_DIR from its newest complete checkpoint (recipe and settings come from it)",
     )
     p.add_argument(
+        "--resume-existing",
+        action="store_true",
+        help="when --run-dir already holds a run of this recipe, resume it (a finished one: do nothing) instead of "
+        "refusing: what a restarted pod or node command wants",
+    )
+    p.add_argument(
         "--join-timeout",
         type=float,
         default=JOIN_TIMEOUT_S,
         help=f"seconds every node has to arrive before the job is abandoned (default {JOIN_TIMEOUT_S:g})",
     )
     p.add_argument("--max-restarts", type=int, default=0, help="torchrun's elastic restarts of failed workers")
+    p.add_argument(
+        "--stop-grace",
+        type=float,
+        metavar="SECONDS",
+        help="after SIGTERM/SIGINT, how long the trainers may take to finish the step and checkpoint before they "
+        "are stopped at once (default: as long as they take; the cluster's own kill timer still applies)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the command and environment; change nothing")
     p.add_argument(
         "--gpu", choices=tuple(GPUS), help="GPU type of this cluster, for the memory check (default: the recipe's)"
@@ -50,10 +63,27 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from finetune.launch.plan import plan_launch
     from finetune.launch.run import LaunchOptions, check_memory, run
 
+    if args.resume_existing:
+        if args.recipe is None or args.run_dir is None:
+            raise FinetuneError("--resume-existing needs a recipe and --run-dir (the run it starts or continues).")
+        from finetune.launch.resume import existing_run
+
+        run_dir = args.run_dir.expanduser().resolve()
+        found = existing_run(run_dir, args.recipe)
+        if found == "finished":
+            print(f"{run_dir} holds a finished run of {args.recipe}; nothing to do.")
+            return 0
+        if found == "resume":
+            print(f"{run_dir} holds a run of {args.recipe}: resuming it (its own recipe settings apply)")
+            args.recipe, args.resume = None, run_dir
     if (args.recipe is None) == (args.resume is None):
         raise FinetuneError("Name a recipe to start a run, or --resume RUN_DIR to continue one (not both).")
     options = LaunchOptions(
-        gpu=args.gpu, force=args.force, skip_format_check=args.skip_format_check, verbose=args.verbose
+        gpu=args.gpu,
+        force=args.force,
+        skip_format_check=args.skip_format_check,
+        verbose=args.verbose,
+        stop_grace=args.stop_grace,
     )
     plan = plan_launch(launch_request(args))
     check_memory(plan, options)

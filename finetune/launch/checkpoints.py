@@ -1,13 +1,15 @@
 """Which checkpoint a resume may start from: the newest one that is complete, never a half-written one.
 
 A run killed while saving leaves a `checkpoint-N` folder without its trainer state, with a truncated weights file
-or without the DeepSpeed shards its `latest` file names. The Hugging Face trainer's own "last checkpoint" is just
-the highest number; here every candidate is checked and incomplete ones are skipped with the reason.
+or without some rank's DeepSpeed shards; a run saved with `save_only_model` leaves no optimizer state at all. The
+Hugging Face trainer's own "last checkpoint" is just the highest number; here every candidate is checked and
+incomplete ones are skipped with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +67,35 @@ def incomplete_reason(checkpoint: Path) -> str | None:
         return f"truncated or unreadable weights: {', '.join(broken)}"
     latest = checkpoint / "latest"
     if latest.is_file():  # DeepSpeed: the optimizer and parameter shards of the tag it names
-        tag = checkpoint / latest.read_text().strip()
-        if not tag.is_dir() or not any(tag.iterdir()):
-            return f"DeepSpeed shards {tag.name}/ missing"
+        return _deepspeed_incomplete(checkpoint, checkpoint / latest.read_text().strip())
+    if not (checkpoint / "optimizer.pt").is_file():
+        return (
+            "holds the model only (saved with save_only_model: true): no optimizer state to continue from; "
+            "resuming would restart Adam from zero"
+        )
+    return None
+
+
+_OPTIM_SHARD = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
+
+
+def _deepspeed_incomplete(checkpoint: Path, tag: Path) -> str | None:
+    """DeepSpeed's tag folder must hold one optimizer shard per rank (0..N-1, none empty), N the ranks that saved
+    (the trainer writes one rng_state_<rank>.pth each), and the model states."""
+    if not tag.is_dir():
+        return f"DeepSpeed shards {tag.name}/ missing (the `latest` file names them)"
+    shards = {int(m.group(1)): p for p in tag.iterdir() if (m := _OPTIM_SHARD.fullmatch(p.name))}
+    if not shards:
+        return f"DeepSpeed shards {tag.name}/ hold no optimizer states"
+    saved = len(list(checkpoint.glob("rng_state_*.pth"))) or 1
+    missing = sorted(set(range(max(saved, max(shards) + 1))) - set(shards))
+    if missing:
+        return f"DeepSpeed optimizer shards of rank(s) {', '.join(map(str, missing))} missing in {tag.name}/"
+    empty = [p.name for p in shards.values() if p.stat().st_size == 0]
+    if empty:
+        return f"empty DeepSpeed shard(s) {', '.join(empty)}"
+    if not any(tag.glob("*model_states.pt")):
+        return f"DeepSpeed model states missing in {tag.name}/"
     return None
 
 

@@ -71,12 +71,26 @@ def _tee(stream, log_path: Path, console: QuietConsole | None) -> threading.Thre
 
 
 def _terminate(proc: subprocess.Popen) -> None:
-    """End torchrun and its workers (they share a process group)."""
-    stop_group(proc, ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)))
+    """End torchrun and its workers now (they share a process group). SIGINT, not SIGTERM: torchrun runs with
+    SIGTERM blocked and the workers take SIGTERM as a request to checkpoint first."""
+    stop_group(proc, ((signal.SIGINT, KILL_GRACE_S), (signal.SIGKILL, 5.0)))
 
 
-def execute(plan: LaunchPlan, *, verbose: bool = True) -> int:
-    """Run the plan on this node; `verbose` shows the frameworks' whole output, else progress lines only."""
+def _start_torchrun(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """torchrun in a session of its own, with SIGTERM blocked (inherited across exec): a SIGTERM sent to every
+    process of the job (Slurm's preemption, `scancel`) must not make torchrun kill its workers ~30 s later, in the
+    middle of a long step or checkpoint. The workers unblock it (finetune/frameworks/trainer/sigterm.py)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def execute(plan: LaunchPlan, *, verbose: bool = True, stop_grace: float | None = None) -> int:
+    """Run the plan on this node; `verbose` shows the frameworks' whole output, else progress lines only.
+    `stop_grace`: seconds the trainers get to checkpoint after a stop request before they are stopped at once
+    (None: as long as they take)."""
     topo = plan.topology
     host = socket.gethostname()
     group = None
@@ -91,7 +105,7 @@ def execute(plan: LaunchPlan, *, verbose: bool = True) -> int:
         group.start_heartbeat()
         print(f"all {topo.nnodes} nodes joined with the same config", flush=True)
     try:
-        return _run(plan, group, host, None if verbose else QuietConsole())
+        return _run(plan, group, host, None if verbose else QuietConsole(), stop_grace)
     except BaseException as exc:
         if group is not None:  # tell the other nodes at once instead of leaving them to time out
             group.report_failure(f"{type(exc).__name__} on {host}: {exc}")
@@ -139,10 +153,10 @@ def ended_state(plan: LaunchPlan, code: int, detail: str = "") -> RunState:
     return RunState(State.FAILED, plan.attempt, step, exit_code=code, detail=detail)
 
 
-def _run(plan: LaunchPlan, group, host: str, console: QuietConsole | None) -> int:
+def _run(plan: LaunchPlan, group, host: str, console: QuietConsole | None, stop_grace: float | None) -> int:
     plan = start(plan)
     try:
-        code = _watch(plan, group, host, console)
+        code = _watch(plan, group, host, console, stop_grace)
     except BaseException as exc:
         if plan.topology.node_rank == 0:
             write_state(plan.run_dir, ended_state(plan, 1, f"{type(exc).__name__}: {exc}"))
@@ -157,21 +171,19 @@ def _stopped_on_request(plan: LaunchPlan, code: int) -> int:
     return STOPPED_EXIT if code == 0 and read_stop_marker(plan.run_dir) is not None else code
 
 
-def _watch(plan: LaunchPlan, group, host: str, console: QuietConsole | None) -> int:
+def _watch(plan: LaunchPlan, group, host: str, console: QuietConsole | None, stop_grace: float | None) -> int:
     topo, run_dir = plan.topology, plan.run_dir
     log_path = run_dir / LOGS_NAME / f"node{topo.node_rank}.log"
 
     stop = stop_file(run_dir, topo.node_rank)
     stop.unlink(missing_ok=True)  # a stop request of an earlier attempt is not this one's
     env = {**os.environ, **plan.env, "FINETUNE_STOP_FILE": str(stop), "FINETUNE_RUN_DIR": str(run_dir)}
-    proc = subprocess.Popen(
-        plan.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = _start_torchrun(plan.argv, env)
     reader = _tee(proc.stdout, log_path, console)
     requests = []
 
     def on_signal(signum, _frame):
-        requests.append(signum)
+        requests.append((signum, time.monotonic()))
         if len(requests) == 1:
             stop.touch()
             name = signal.Signals(signum).name
@@ -186,6 +198,14 @@ def _watch(plan: LaunchPlan, group, host: str, console: QuietConsole | None) -> 
     try:
         while proc.poll() is None:
             time.sleep(POLL_S)
+            if stop_grace is not None and requests and time.monotonic() - requests[0][1] > stop_grace:
+                print(
+                    f"the trainers did not checkpoint within --stop-grace {stop_grace:g} s: stopping them at once "
+                    "(the run resumes from its newest complete checkpoint)",
+                    flush=True,
+                )
+                _terminate(proc)
+                break
             failure = group.peer_failure(stale_after_s=STALE_S) if group else None
             if failure is not None:
                 _terminate(proc)

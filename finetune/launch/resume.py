@@ -31,6 +31,21 @@ def _attempts(run_dir: Path, node_rank: int) -> int:
     return len(list(run_dir.glob(f"launch-node{node_rank}.attempt*.json")))
 
 
+def existing_run(run_dir: Path, recipe: str) -> str:
+    """What `--resume-existing` does with `run_dir` for `recipe`: "start" (no run there yet), "resume" (a run of
+    this recipe that has not finished) or "finished"; refuses a directory that holds another recipe's run."""
+    record_path = launch_record_path(run_dir, 0)
+    if not record_path.is_file():
+        return "start"
+    recorded = json.loads(record_path.read_text())["recipe"]
+    if recorded != recipe:
+        raise FinetuneError(
+            f"--resume-existing: {run_dir} holds a run of {recorded}, not {recipe}; choose another --run-dir."
+        )
+    state = read_state(run_dir)
+    return "finished" if state is not None and state.state is State.FINISHED else "resume"
+
+
 def refuse_finished(run_dir: Path) -> None:
     """A finished run has nothing to continue; resuming it would train past its last step and rewrite its output."""
     state = read_state(run_dir)
@@ -39,6 +54,23 @@ def refuse_finished(run_dir: Path) -> None:
             f"--resume {run_dir}: the run finished at step {state.step} (attempt {state.attempt}, {state.updated}); "
             f"there is nothing to continue and its output is kept as it is. To train further, start a new run "
             f"(another --run-dir) from it."
+        )
+
+
+def refuse_megatron(run_dir: Path, recipe_id: str) -> None:
+    """Megatron-SWIFT checkpoints are Megatron's own (iter_* folders, saved without optimizer states) and no stop
+    hook saves one on a signal: the launcher cannot continue such a run, and says so instead of half-resuming."""
+    from finetune.recipes.recipe import resolve_recipe
+
+    try:
+        engine = resolve_recipe(recipe_id).meta.engine
+    except FinetuneError:
+        return
+    if engine == "megatron":
+        raise FinetuneError(
+            f"--resume {run_dir}: {recipe_id} trains with Megatron-SWIFT, whose checkpoints the launcher cannot "
+            "resume (Megatron's own layout, saved without optimizer states: no_save_optim); start a new run "
+            "(docs/clusters.md, 'What resumes')."
         )
 
 
@@ -53,6 +85,7 @@ def resume_request(req):
         raise FinetuneError(f"--resume {run_dir}: no launch record there; is it a run directory?")
     record = json.loads(record_path.read_text())
     refuse_finished(run_dir)
+    refuse_megatron(run_dir, record["recipe"])
     checkpoint, skipped = latest_complete(run_dir / OUTPUT_NAME)
     if checkpoint is None:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped) or "none was saved"

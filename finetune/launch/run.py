@@ -22,6 +22,7 @@ class LaunchOptions:
     force: bool = False  # launch although the planner says it does not fit
     skip_format_check: bool = False
     verbose: bool = False  # show the frameworks' full output, not only progress lines (the log has it always)
+    stop_grace: float | None = None  # seconds to checkpoint after a stop request (None: as long as it takes)
 
 
 def check_memory(plan: LaunchPlan, options: LaunchOptions) -> None:
@@ -71,7 +72,7 @@ def run(plan: LaunchPlan, options: LaunchOptions) -> int:
     note = deepspeed_compile_note(plan)
     if note:
         say(note)
-    code = execute(plan, verbose=options.verbose)
+    code = execute(plan, verbose=options.verbose, stop_grace=options.stop_grace)
     print(f"{plan.recipe.id} {outcome(plan, code)}", flush=True)
     hint = sync_hint(plan)
     if hint:

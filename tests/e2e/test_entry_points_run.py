@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from finetune.frameworks import get_framework
 from finetune.launch.checkpoints import latest_complete
@@ -25,11 +26,13 @@ from finetune.launch.run_state import State, read_state
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
-from tests.helpers.nodes import free_port
+from tests.helpers.nodes import Node, free_port
 from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 RECIPE = "llamafactory/glm45-air_lora_4xh100"
+K8S_MANIFEST = REPO_ROOT / "launch/k8s/glm45_lora_16xh100.pytorchjob.yaml"
+K8S_STEPS = 12
 SLURM_STEPS = 12
 HOSTFILE_STEPS = 6
 
@@ -40,9 +43,9 @@ def _executable(path: Path, text: str) -> Path:
     return path
 
 
-def _shrunk(replica: Path, steps: int, **extra) -> list[str]:
+def _shrunk(replica: Path, steps: int, recipe_id: str = RECIPE, **extra) -> list[str]:
     """The recipe on the replica for `steps` steps; plain data parallel unless `deepspeed="recipe"`."""
-    recipe = resolve_recipe(RECIPE)
+    recipe = resolve_recipe(recipe_id)
     overrides = get_framework("llamafactory").cpu_smoke_overrides(steps, recipe.meta) | {"deepspeed": None} | extra
     overrides = {k: v for k, v in overrides.items() if v != "recipe"}
     return ["--model", str(replica), *(a for k, v in overrides.items() for a in ("--set", format_override(k, v)))]
@@ -61,6 +64,7 @@ def _checked_together(air_replica, tmp_path_factory):
             [RECIPE, "--run-dir", str(run), *_shrunk(air_replica, SLURM_STEPS, **SLURM_EXTRA)],
             [RECIPE, "--run-dir", str(run), *_shrunk(air_replica, HOSTFILE_STEPS)],
             [RECIPE, "--run-dir", str(run), *_shrunk(air_replica, HOSTFILE_STEPS, per_device_train_batch_size=2)],
+            [_k8s_recipe(), "--run-dir", str(run), *_shrunk(air_replica, K8S_STEPS, _k8s_recipe(), **SLURM_EXTRA)],
         ]
     )
 
@@ -213,3 +217,67 @@ def test_hostfile_launch_trains_on_every_host_like_one_process(fakes, tmp_path, 
     assert out.returncode == 0, out.stdout[-3000:]
     assert len(_losses(run_dir)) == HOSTFILE_STEPS
     assert _losses(run_dir) == pytest.approx(_losses(single), abs=1e-3)
+
+
+def _pod() -> tuple[str, dict[str, str]]:
+    """The pod command of the Kubernetes manifest, and the environment the manifest gives it."""
+    container = yaml.safe_load(K8S_MANIFEST.read_text())["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
+    container = container["spec"]["containers"][0]
+    return container["args"][0], {e["name"]: e["value"] for e in container["env"]}
+
+
+def _k8s_recipe() -> str:
+    return _pod()[1]["RECIPE"]
+
+
+def _start_pods(run_dir: Path, port: int, replica: Path) -> list[Node]:
+    """Both pods of the job as the training operator starts them: the manifest's command, its env, PET_* set."""
+    script, env = _pod()
+    extra = ["--model", str(replica), *_shrunk(replica, K8S_STEPS, _k8s_recipe(), **SLURM_EXTRA)]
+    assert not any(" " in a for a in extra)  # FINETUNE_ARGS is split on spaces, as in the pod
+    pods = []
+    for rank in (0, 1):
+        pod_env = {
+            **os.environ,
+            **env,
+            "PET_NNODES": "2",
+            "PET_NODE_RANK": str(rank),
+            "PET_MASTER_ADDR": "127.0.0.1",
+            "PET_MASTER_PORT": str(port),
+            "NPROC_PER_NODE": "1",
+            "RUN_DIR": str(run_dir),
+            "FINETUNE_ARGS": " ".join(extra),
+            "OMP_NUM_THREADS": "1",
+        }
+        pods.append(Node(["bash", "-c", script], cwd=REPO_ROOT, env=pod_env, start_new_session=True))
+    return pods
+
+
+def test_kubernetes_pods_restarted_after_sigterm_resume_and_a_finished_run_stays_finished(tmp_path, air_replica):
+    """The manifest's pod command, twice and a third time against the same run directory, as restartPolicy
+    OnFailure reruns it: SIGTERM to each pod (eviction) stops the run with a checkpoint (75, a failure, so the pods
+    restart), the restarted pods resume it to its last step, and pods restarted after that do nothing."""
+    run_dir = tmp_path / "k8s-run"
+    pods = _start_pods(run_dir, free_port(), air_replica)
+    log = run_dir / "logs" / "node0.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and "'loss'" in log.read_text()):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in pods), pods[0].output()[-3000:]
+        time.sleep(0.5)
+    for pod in pods:
+        pod.send_signal(signal.SIGTERM)  # the kubelet signals the container's first process
+    ended = [(pod.wait(timeout=240), pod.output()) for pod in pods]
+    assert [code for code, _ in ended] == [75, 75], ended[0][1][-3000:] + ended[1][1][-3000:]
+    checkpoint, _ = latest_complete(run_dir / "output")
+    assert checkpoint is not None and read_state(run_dir).state is State.STOPPED
+
+    restarted = _start_pods(run_dir, free_port(), air_replica)
+    outs = [(pod.wait(timeout=600), pod.output()) for pod in restarted]
+    assert [code for code, _ in outs] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
+    assert all("resuming it" in out for _, out in outs) and f"resuming from {checkpoint}" in outs[0][1]
+    assert _trained_steps(run_dir) == K8S_STEPS and read_state(run_dir).state is State.FINISHED
+
+    again = _start_pods(run_dir, free_port(), air_replica)
+    outs = [(pod.wait(timeout=120), pod.output()) for pod in again]
+    assert [code for code, _ in outs] == [0, 0] and all("holds a finished run" in out for _, out in outs)
+    assert not (run_dir / "launch-node0.attempt2.json").exists()  # nothing launched a third time

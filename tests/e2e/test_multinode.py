@@ -25,11 +25,12 @@ from finetune.launch.run_state import STOPPED_EXIT, State, read_state
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import REPO_ROOT
-from tests.helpers.nodes import Node, free_port, start_node, two_nodes
+from tests.helpers.nodes import Node, free_port, process_tree, start_node, two_nodes
 from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 LF = "llamafactory/glm45-air_lora_4xh100"
+PREEMPTED_STEPS = 30
 
 
 def _args(recipe_id: str, replica: Path, steps: int, **extra) -> list[str]:
@@ -51,23 +52,6 @@ def _one_node(run_dir: Path, replica: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "finetune", "launch", *_launch_args(run_dir, replica, *cluster, *extra)]
 
 
-def _tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (torchrun runs in a session of its own)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _checked_together(air_replica, tmp_path_factory):
     """The launches below through each framework's parser at once (tests/helpers/precheck.py)."""
@@ -77,6 +61,7 @@ def _checked_together(air_replica, tmp_path_factory):
         _args(LF, air_replica, 2, learning_rate=0.5),
         _args(LF, air_replica, 30, save_steps=5, deepspeed="recipe"),
         _args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4),
+        _args(LF, air_replica, PREEMPTED_STEPS, save_steps=1000, deepspeed="recipe"),
     ]
     precheck([_launch_args(run, air_replica, *overrides) for overrides in lf])
 
@@ -114,7 +99,7 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     while latest_complete(run_dir / "output")[0] is None:  # wait for a first complete checkpoint
         assert time.monotonic() < deadline and nodes[0].poll() is None, nodes[0].output()[-3000:]
         time.sleep(1)
-    for pid in _tree(nodes[1].pid):  # node 1 disappears: launcher, torchrun and workers
+    for pid in process_tree(nodes[1].pid):  # node 1 disappears: launcher, torchrun and workers
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     code = nodes[0].wait(timeout=120)
@@ -141,7 +126,23 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     assert (run_dir / "launch-node0.attempt1.json").is_file() and (run_dir / "config.attempt1.yaml").is_file()
 
 
-def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
+def _trainers(pid: int) -> list[int]:
+    """The training processes (torchrun's workers) under the launcher `pid`."""
+    found = []
+    for child in process_tree(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"finetune.frameworks.trainer" in argv and b"--nproc-per-node" not in argv:  # not torchrun itself
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("receiver", ["launcher", "trainer"])
+def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica, receiver):
+    """SIGTERM to the launcher (Slurm's batch step, Ctrl-C) or to the trainer alone (a pod or a tool that signals
+    the worker): either way a complete checkpoint and a run that says it stopped."""
     run_dir = tmp_path / "term"
     args = _args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)
     proc = Node(_one_node(run_dir, air_replica, *args), cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -150,11 +151,15 @@ def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
     while not (log.is_file() and "'loss'" in log.read_text()):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    if receiver == "launcher":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        (trainer,) = _trainers(proc.pid)
+        os.kill(trainer, signal.SIGTERM)
     code = proc.wait(timeout=180)
     out = proc.output()
     assert code == STOPPED_EXIT, out[-3000:]  # a stop is not a finish
-    assert "asking the trainers to checkpoint and stop" in out
+    assert ("asking the trainers to checkpoint and stop" in out) == (receiver == "launcher")
     checkpoint, skipped = latest_complete(run_dir / "output")
     assert checkpoint is not None and not skipped
     step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
@@ -177,3 +182,72 @@ def test_sigterm_leaves_a_complete_checkpoint(tmp_path, air_replica):
     assert dry.returncode == 0, dry.stderr
     assert f"# resuming from {checkpoint} (attempt 1)" in dry.stdout
     assert f"resume_from_checkpoint: {checkpoint}" in dry.stdout
+
+
+def test_sigterm_to_every_process_of_a_zero3_job_saves_however_long_the_step_and_resumes(tmp_path, air_replica):
+    """Slurm's preemption: SIGTERM to the launcher, torchrun and both ZeRO-3 workers at once, during a step that
+    takes longer than torchrun's own ~30 s grace. torchrun must not kill the workers: they finish the step, save
+    a complete checkpoint, the run ends `stopped` (75), and `--resume` trains it to its last step."""
+    run_dir = tmp_path / "preempted"
+    cluster = ["--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(free_port())]
+    overrides = _args(LF, air_replica, PREEMPTED_STEPS, save_steps=1000, deepspeed="recipe")
+    argv = [sys.executable, "-m", "finetune", "launch", *_launch_args(run_dir, air_replica, *cluster, *overrides)]
+    slow = {"FINETUNE_CALLBACKS": "tests.helpers.trainer_faults:SlowStepAfterStopRequest", "SLOW_STEP_S": "40"}
+    proc = Node(argv, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **slow})
+    log = run_dir / "logs" / "node0.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and "'loss'" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.output()[-3000:]
+        time.sleep(0.5)
+    job = process_tree(proc.pid)
+    assert len(job) >= 4  # the launcher, torchrun and two workers
+    for pid in job:
+        os.kill(pid, signal.SIGTERM)
+    signalled = time.monotonic()
+    code = proc.wait(timeout=240)
+    out, node_log = proc.output(), log.read_text()
+    assert code == STOPPED_EXIT, out[-4000:]
+    assert time.monotonic() - signalled > 40  # the step outlasted torchrun's grace...
+    assert "slow step: 40 s" in node_log and "death signal" not in node_log  # ...and torchrun never acted on it
+    checkpoint, skipped = latest_complete(run_dir / "output")
+    assert checkpoint is not None and not skipped and (checkpoint / "latest").is_file()
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    assert 0 < step < PREEMPTED_STEPS and read_state(run_dir).state is State.STOPPED
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "finetune", "launch", "--resume", str(run_dir)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resuming from {checkpoint}" in resumed.stdout
+    history = json.loads((run_dir / "output" / "trainer_state.json").read_text())["log_history"]
+    logged = [row["step"] for row in history if "loss" in row]
+    assert logged == list(range(1, PREEMPTED_STEPS + 1))  # every step once: the resume continued at step + 1
+    state = read_state(run_dir)
+    assert (state.state, state.step, state.attempt) == (State.FINISHED, PREEMPTED_STEPS, 1)
+
+
+def test_stop_grace_bounds_the_wait_for_a_checkpoint(tmp_path, air_replica):
+    """`--stop-grace 5`: a step that would take 40 s more after SIGTERM is stopped at once after 5 s, and the run
+    is recorded as failed, not stopped (no checkpoint of that step exists)."""
+    run_dir = tmp_path / "graced"
+    args = _args(LF, air_replica, 500, save_steps=1000, gradient_accumulation_steps=4)
+    argv = [*_one_node(run_dir, air_replica, *args), "--stop-grace", "5"]
+    slow = {"FINETUNE_CALLBACKS": "tests.helpers.trainer_faults:SlowStepAfterStopRequest", "SLOW_STEP_S": "40"}
+    proc = Node(argv, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **slow})
+    log = run_dir / "logs" / "node0.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and "'loss'" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    code = proc.wait(timeout=120)
+    out = proc.output()
+    assert code not in (0, STOPPED_EXIT) and time.monotonic() - signalled < 30, out[-3000:]
+    assert "the trainers did not checkpoint within --stop-grace 5 s: stopping them at once" in out
+    assert latest_complete(run_dir / "output")[0] is None and read_state(run_dir).state is State.FAILED

@@ -31,7 +31,7 @@ from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
 from tests.helpers.gpu_extras import require_modules
 from tests.helpers.merge import merge_difference
-from tests.helpers.nodes import Node, free_port, two_nodes
+from tests.helpers.nodes import Node, free_port, process_tree, two_nodes
 from tests.helpers.precheck import precheck
 
 SWIFT = get_framework("swift")
@@ -432,26 +432,30 @@ def test_grpo_rollouts_follow_the_weights_the_trainer_syncs(air_replica):
 
 
 @pytest.mark.train
-def test_sigterm_stops_a_zero3_run_resumably_and_says_so(runs, air_replica):
-    """Two ranks under the recipe's ZeRO-3: SIGTERM to the launcher ends in a complete checkpoint, exit code 75
-    and the state `stopped`; its checkpoint is not exported as if it were the finished run's."""
+def test_sigterm_to_every_process_stops_a_zero3_run_resumably_and_says_so(runs, air_replica):
+    """Slurm's preemption on two ranks under the recipe's ZeRO-3: SIGTERM to the launcher, torchrun and the workers
+    at once, during a step longer than torchrun's ~30 s grace, ends in a complete checkpoint, exit code 75 and the
+    state `stopped`; that checkpoint is not exported as the finished run's, and `--resume` trains to the end."""
     run_dir = runs / "stopped"
-    args = _swift_args(LORA, run_dir, air_replica, 2, "--set", "save_steps=1000", steps=500)
-    proc = Node(
-        [sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    steps = 30
+    args = _swift_args(LORA, run_dir, air_replica, 2, "--set", "save_steps=1000", steps=steps)
+    slow = {"FINETUNE_CALLBACKS": "tests.helpers.trainer_faults:SlowStepAfterStopRequest", "SLOW_STEP_S": "40"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **slow}
+    proc = Node([sys.executable, "-m", "finetune", "launch", *args], cwd=REPO_ROOT, env=env)
     deadline = time.monotonic() + 420
     while not ((run_dir / "output" / "logging.jsonl").is_file() and _logged(run_dir)):  # training, step 1 logged
         assert time.monotonic() < deadline and proc.poll() is None, proc.output()[-3000:]
         time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    for pid in process_tree(proc.pid):
+        os.kill(pid, signal.SIGTERM)
     code = proc.wait(timeout=300)
-    out = proc.output()
+    out, node_log = proc.output(), (run_dir / "logs" / "node0.log").read_text()
     assert code == STOPPED_EXIT, out[-4000:]
+    assert "slow step: 40 s" in node_log and "death signal" not in node_log
     checkpoint, skipped = latest_complete(run_dir / "output")
     assert checkpoint is not None and not skipped and (checkpoint / "latest").is_file()  # DeepSpeed's own shards
     step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
-    assert 0 < step < 500 and f"stopped at step {step} (output/{checkpoint.name} holds it" in out
+    assert 0 < step < steps and f"stopped at step {step} (output/{checkpoint.name} holds it" in out
     assert not (run_dir / "output" / "adapter_model.safetensors").exists()
     closing = json.loads((run_dir / "output" / "logging.jsonl").read_text().splitlines()[-1])
     assert closing["global_step"] == step  # ms-swift's own closing record (it writes one however train() ends)
@@ -459,3 +463,40 @@ def test_sigterm_stops_a_zero3_run_resumably_and_says_so(runs, air_replica):
     assert (state.state, state.step, state.exit_code) == (State.STOPPED, step, STOPPED_EXIT)
     refused = run_cli("export", str(run_dir))
     assert refused.returncode == 2 and "has not finished" in refused.stderr
+
+    resumed = run_cli("launch", "--resume", str(run_dir), env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resuming from {checkpoint}" in resumed.stdout
+    assert [int(r["global_step/max_steps"].split("/")[0]) for r in _logged(run_dir)][-1] == steps
+    assert read_state(run_dir).state is State.FINISHED
+
+
+def _losses_by_step(run_dir: Path) -> dict[int, float]:
+    return {int(r["global_step/max_steps"].split("/")[0]): r["loss"] for r in _logged(run_dir)}
+
+
+@pytest.mark.train
+def test_full_sft_resumes_from_its_optimizer_state(runs, air_replica):
+    """Full SFT under ZeRO-3 on two ranks, killed right after its first checkpoint, resumes with Adam's states:
+    the resumed steps lose exactly what an uninterrupted run's do (a model-only checkpoint would restart Adam)."""
+    full, steps = "swift/glm45-air_full_4xh100", 8
+    extra = ("--set", "deepspeed=recipes/deepspeed/zero3.json", "--set", "save_steps=4")
+    whole = runs / "full-whole"
+    _swift_launch(full, whole, air_replica, 2, *extra, steps=steps)
+
+    crashed = runs / "full-crashed"
+    args = _swift_args(full, crashed, air_replica, 2, *extra, steps=steps)
+    crash = {"OMP_NUM_THREADS": "1", "FINETUNE_CALLBACKS": "tests.helpers.trainer_faults:CrashAfterFirstSave"}
+    out = run_cli("launch", *args, env=crash, timeout=900)
+    assert out.returncode != 0 and read_state(crashed).state is State.FAILED, out.stdout[-3000:]
+    checkpoint, skipped = latest_complete(crashed / "output")
+    assert checkpoint is not None and checkpoint.name == "checkpoint-4" and not skipped
+    assert (checkpoint / "latest").is_file()  # the optimizer states are in it (save_only_model: false)
+
+    resumed = run_cli("launch", "--resume", str(crashed), env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    reference, continued = _losses_by_step(whole), _losses_by_step(crashed)
+    assert sorted(continued) == list(range(1, steps + 1))
+    assert [continued[s] for s in range(5, steps + 1)] == pytest.approx(
+        [reference[s] for s in range(5, steps + 1)], abs=1e-4
+    )

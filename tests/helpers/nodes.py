@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
@@ -48,3 +49,21 @@ def two_nodes(*args: str, timeout: float = 600) -> list[tuple[int, str]]:
     port = free_port()
     procs = [start_node(rank, 2, port, *args) for rank in (0, 1)]
     return [(p.wait(timeout=timeout), p.output()) for p in procs]
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (torchrun runs in a session of its own): every process of a job step, as
+    Slurm signals them."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out

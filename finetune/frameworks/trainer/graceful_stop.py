@@ -20,6 +20,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
 
+from finetune.frameworks.trainer.sigterm import unblock_sigterm
 from finetune.launch.run_state import StopMarker, write_stop_marker
 
 
@@ -30,6 +31,8 @@ class GracefulStop(TrainerCallback):
         self.stop_file = Path(stop) if stop else None
         self.stopping_at: int | None = None  # the step after which the ranks agreed to stop
         self.saved: Path | None = None  # the checkpoint that stop saved
+        signal.signal(signal.SIGTERM, self._on_sigterm)  # from the start: a SIGTERM while loading counts too
+        unblock_sigterm()
 
     def on_train_begin(self, args, state, control, **kwargs):
         signal.signal(signal.SIGTERM, self._on_sigterm)

@@ -38,6 +38,7 @@ def _run_dir(tmp_path, *, checkpoint_step: int | None = 7):
         (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": checkpoint_step}))
         save_file({"w": torch.zeros(2)}, str(checkpoint / "adapter_model.safetensors"))
         (checkpoint / "adapter_config.json").write_text("{}")
+        (checkpoint / "optimizer.pt").write_bytes(b"state")
     return run
 
 
@@ -112,3 +113,27 @@ def test_outcome_of_a_stopped_attempt_says_where_and_how_to_go_on(tmp_path):
     )
     assert outcome(plan, 0).startswith("finished")
     assert outcome(plan, 1).startswith("failed with exit code 1")
+
+
+def test_resume_existing_starts_resumes_or_leaves_a_finished_run_alone(tmp_path):
+    from finetune.launch.resume import existing_run
+
+    assert existing_run(tmp_path / "none", RECIPE) == "start"
+    run = _run_dir(tmp_path)
+    assert existing_run(run, RECIPE) == "resume"
+    with pytest.raises(FinetuneError, match=r"holds a run of llamafactory/glm45-air_lora_4xh100, not swift/"):
+        existing_run(run, "swift/glm45-air_lora_4xh100")
+    write_state(run, RunState(State.FINISHED, 0, step=7, exit_code=0))
+    out = run_cli("launch", RECIPE, "--run-dir", str(run), "--resume-existing")
+    assert out.returncode == 0 and "holds a finished run" in out.stdout
+    no_dir = run_cli("launch", RECIPE, "--resume-existing", "--dry-run")
+    assert no_dir.returncode == 2 and "--resume-existing needs a recipe and --run-dir" in no_dir.stderr
+
+
+def test_a_megatron_run_is_not_half_resumed(tmp_path):
+    run = _run_dir(tmp_path)
+    record = json.loads((run / "launch-node0.json").read_text())
+    megatron = {**record, "recipe": "swift/glm45-air_lora_megatron_4xh100", "framework": "swift"}
+    (run / "launch-node0.json").write_text(json.dumps(megatron))
+    out = run_cli("launch", "--resume", str(run), "--dry-run")
+    assert out.returncode == 2 and "trains with Megatron-SWIFT, whose checkpoints the launcher cannot" in out.stderr

@@ -11,6 +11,7 @@ import runpy
 import sys
 
 from finetune.frameworks.trainer.known_warnings import filter_known_warnings
+from finetune.frameworks.trainer.sigterm import unblock_sigterm
 
 COMMAND_MODULES = {
     ("sft",): "swift.cli.sft",
@@ -97,6 +98,7 @@ def main() -> None:
             _gloo_for_deepspeed_without_gpu()
         _cpu_data_parallel(flags)
     _register_callbacks(flags)
+    unblock_sigterm()  # Megatron-SWIFT has no graceful stop: SIGTERM ends it as it would without the launcher
     _run_name_from_environment(flags)
     if _flag_value(flags, "--use_vllm") == "true":
         from finetune.frameworks.trainer.swift.vllm_cpu import prepare_vllm_on_cpu
