@@ -70,5 +70,6 @@ def launch_request(args: argparse.Namespace) -> LaunchRequest:
         resume=getattr(args, "resume", None),
         join_timeout=getattr(args, "join_timeout", JOIN_TIMEOUT_S),
         max_restarts=getattr(args, "max_restarts", 0),
+        nvme_path=getattr(args, "nvme_path", None),
         tracking=tracking_flags(args),
     )

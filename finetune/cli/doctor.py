@@ -11,6 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", nargs="?", help="the recipe you are about to run (sizes the GPU and disk checks)")
     p.add_argument("--runs-root", type=Path, default=Path("runs"), help="where the run directories will go")
     p.add_argument("--nnodes", type=int, default=1, help="nodes in the job (for the shared-storage check)")
+    p.add_argument(
+        "--nvme-path", type=Path, help="the NVMe folder a zero3_nvme recipe will swap to (launch --nvme-path)"
+    )
     p.set_defaults(func=cmd_doctor)
 
 
@@ -22,7 +25,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from finetune.recipes.recipe import resolve_recipe
 
     recipe = resolve_recipe(args.recipe) if args.recipe else None
-    findings = run_checks(recipe, args.runs_root.resolve(), args.nnodes)
+    findings = run_checks(recipe, args.runs_root.resolve(), args.nnodes, nvme_path=args.nvme_path)
     table = Table(title=f"finetune doctor{f' for {recipe.id}' if recipe else ''}")
     for column in ("check", "status", "what was found", "how to fix"):
         table.add_column(column)

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-restarts", type=int, default=0, help="torchrun's elastic restarts of failed workers")
     p.add_argument(
+        "--nvme-path",
+        type=Path,
+        metavar="DIR",
+        help="where DeepSpeed swaps to NVMe (recipes with zero3_nvme.json): a folder on fast local NVMe on every node",
+    )
+    p.add_argument(
         "--stop-grace",
         type=float,
         metavar="SECONDS",
@@ -43,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the command and environment; change nothing")
     p.add_argument(
-        "--gpu", choices=tuple(GPUS), help="GPU type of this cluster, for the memory check (default: the recipe's)"
+        "--gpu",
+        choices=tuple(GPUS),
+        help="GPU type of this cluster, for the memory check (default: what nvidia-smi reports, else the recipe's)",
     )
     p.add_argument(
         "--force", action="store_true", help="launch even when the planner says the recipe does not fit this cluster"

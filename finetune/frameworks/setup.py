@@ -85,6 +85,7 @@ class TrainingSetup:
     rollout_max_model_len: int | None = None  # vLLM's longest sequence (None: the training sequence length)
     trainer_offloaded_while_rolling_out: bool = False  # the trainer's states wait in host RAM while vLLM runs
     mtp_layers: int = 0
+    checkpoint_optimizer: bool = True  # checkpoints keep the optimizer states (not save_only_model / no_save_optim)
     lora_targets: tuple[str, ...] = ()  # the LoRA target names as the config gives them (`lora` has PEFT's)
     lora_alpha: int | None = None
     notes: tuple[str, ...] = field(default=())

@@ -1,7 +1,7 @@
 """A launch: the frozen plan, the run directory, the node rendezvous, torchrun, resume, checkpoints.
 
 plan.py         LaunchRequest -> LaunchPlan: everything decided, nothing written (frozen)
-resolve.py      the model, prepared dataset and DeepSpeed JSON a request names, checked
+resolve.py      the model, prepared dataset and DeepSpeed JSON a request names, checked; nvme.py: `--nvme-path`
 check.py        the rendered config through the framework's own argument parser
 dry_run.py      `--dry-run`: the plan printed as comments, exports and the command
 execute.py      claim the run directory and the wandb run (a new plan), meet the nodes, run torchrun, watch

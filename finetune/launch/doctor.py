@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
 from finetune.recipes.recipe import Recipe
 
@@ -165,13 +166,71 @@ def check_shared_storage(runs_root: Path, nnodes: int) -> Finding:
     return Finding("run storage", "ok", detail)
 
 
-def checkpoint_bytes(recipe: Recipe) -> int:
-    """A checkpoint of the recipe: bf16 weights of what it trains plus fp32 Adam states (LoRA: the adapter)."""
+def checkpoint_bytes(recipe: Recipe) -> float:
+    """A checkpoint of the recipe, as the planner sizes it (planner/checkpoint.py)."""
     from finetune.planner import plan_recipe
 
-    plan = plan_recipe(recipe)
-    trained = plan.trainable_params
-    return trained * 16 if trained < plan.total_params else plan.total_params * 16
+    return plan_recipe(recipe).stop.checkpoint_bytes
+
+
+def model_cache(recipe: Recipe) -> Path:
+    """Where the recipe's framework downloads a hub model: ms-swift from ModelScope (unless USE_HF=1),
+    LLaMA-Factory from the Hugging Face hub (unless USE_MODELSCOPE_HUB=1)."""
+    if recipe.framework == "swift":
+        modelscope = os.environ.get("USE_HF", "0").lower() not in ("1", "true")
+    else:
+        modelscope = os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true")
+    if modelscope:
+        return Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope" / "hub")
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _downloaded(cache: Path, hub_id: str) -> bool:
+    """A complete snapshot of `hub_id` in `cache` (HF's models--org--name layout or ModelScope's org/name)."""
+    org, name = hub_id.split("/")
+    folders = [
+        *cache.glob(f"models--{org}--{name}/snapshots/*"),
+        cache / org / name,
+        cache / org / name.replace(".", "___"),
+    ]
+    for folder in folders:
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+            if all((folder / shard).is_file() for shard in shards):
+                return True
+    return False
+
+
+def check_download(recipe: Recipe, model: str | None = None) -> Finding:
+    """The model download the recipe starts with (about 2 bytes per stored parameter), where it will land."""
+    from finetune.recipes.models import get_model
+
+    if model is not None and Path(model).is_dir():
+        return Finding("model download", "ok", f"none: --model {model} is a local folder")
+    spec = get_model(recipe.meta.model)
+    hub_id = model or spec.hf_id
+    cache = model_cache(recipe)
+    if _downloaded(cache, hub_id):
+        return Finding("model download", "ok", f"none: {hub_id} is in {cache}")
+    need = 2 * spec.checkpoint_params
+    probe = next((p for p in (cache, *cache.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    detail = (
+        f"{hub_id} is not in {cache}: the first launch downloads about {need / 1e9:,.0f} GB there "
+        f"({free / GIB:,.0f} GiB free)"
+    )
+    if free < need:
+        return Finding(
+            "model download",
+            "fail",
+            detail,
+            "free space there, point the cache elsewhere (HF_HOME / MODELSCOPE_CACHE), or download the model to a "
+            "larger volume and pass --model PATH",
+        )
+    return Finding("model download", "ok", detail)
 
 
 def check_disk(runs_root: Path, recipe: Recipe | None) -> Finding:
@@ -185,7 +244,35 @@ def check_disk(runs_root: Path, recipe: Recipe | None) -> Finding:
     return Finding("disk", "ok", detail)
 
 
-def run_checks(recipe: Recipe | None, runs_root: Path, nnodes: int) -> list[Finding]:
+def check_nvme_space(recipe: Recipe, nvme_path: Path | None) -> Finding | None:
+    """For a recipe that swaps to NVMe: the folder exists here, is writable, and has the planner's NVMe figure."""
+    from finetune.launch.nvme import check_nvme, nvme_paths, with_nvme_path
+    from finetune.launch.resolve import resolve_deepspeed
+    from finetune.planner import plan_recipe
+
+    framework = get_framework(recipe.framework)
+    named = recipe.config.get(framework.deepspeed_key())
+    source = framework.deepspeed_file(str(named)) if named else None
+    if source is None:
+        return None
+    text = resolve_deepspeed(source).read_text()
+    if not nvme_paths(json.loads(text)):
+        return None
+    text = with_nvme_path(text, nvme_path, source)
+    (path,) = dict.fromkeys(nvme_paths(json.loads(text)))
+    try:
+        check_nvme(text, source)
+    except FinetuneError as error:
+        return Finding("NVMe swap", "fail", str(error), "mount the NVMe drives there, or pass --nvme-path DIR")
+    need = plan_recipe(recipe).memory.nvme_per_node
+    free = shutil.disk_usage(path).free
+    detail = f"{path}: {free / GIB:,.0f} GiB free; DeepSpeed swaps about {need / GIB:,.0f} GiB per node there"
+    if free < need:
+        return Finding("NVMe swap", "fail", detail, "free space there or pass --nvme-path to a larger NVMe folder")
+    return Finding("NVMe swap", "ok", detail)
+
+
+def run_checks(recipe: Recipe | None, runs_root: Path, nnodes: int, *, nvme_path: Path | None = None) -> list[Finding]:
     frameworks = [recipe.framework] if recipe else ["llamafactory", "swift"]
     findings = [check_environment(name) for name in frameworks]
     if recipe is None or recipe.config.get("use_vllm"):
@@ -198,4 +285,9 @@ def run_checks(recipe: Recipe | None, runs_root: Path, nnodes: int) -> list[Find
         check_shared_storage(runs_root, nnodes),
         check_disk(runs_root, recipe),
     ]
+    if recipe is not None:
+        findings.append(check_download(recipe))
+        nvme = check_nvme_space(recipe, nvme_path)
+        if nvme is not None:
+            findings.append(nvme)
     return findings

@@ -25,6 +25,7 @@ from finetune.frameworks import get_framework
 from finetune.frameworks.base import Framework
 from finetune.launch.check import check_config
 from finetune.launch.checkpoints import Skipped
+from finetune.launch.nvme import with_nvme_path
 from finetune.launch.resolve import resolve_deepspeed, resolve_launch_dataset, resolve_model
 from finetune.launch.resume import check_same_config, resume_request
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, attempt_config_name, check_fresh, default_run_dir
@@ -58,6 +59,7 @@ class LaunchRequest:
     resume: Path | None = None  # continue this run directory from its newest complete checkpoint
     join_timeout: float = JOIN_TIMEOUT_S
     max_restarts: int = 0  # torchrun's elastic restarts of failed workers
+    nvme_path: Path | None = None  # where DeepSpeed swaps to NVMe (None: the DeepSpeed JSON's own path)
     tracking: TrackingFlags | None = None  # wandb options (None: from the environment and the user config file)
 
 
@@ -84,6 +86,7 @@ class LaunchPlan:
     resume_from: Path | None = None
     skipped_checkpoints: tuple[Skipped, ...] = ()  # newer checkpoints a resume passed over, with why
     join_timeout: float = JOIN_TIMEOUT_S
+    nvme_path: Path | None = None
 
     @property
     def config_name(self) -> str:
@@ -162,7 +165,7 @@ def plan_launch(req: LaunchRequest, *, check: bool = True, preview: bool = False
     if ds_file:
         source = resolve_deepspeed(ds_file)
         config[ds_key] = str(source)
-        files[DEEPSPEED_NAME] = source.read_text()
+        files[DEEPSPEED_NAME] = with_nvme_path(source.read_text(), req.nvme_path, str(source))
 
     checked_config = dict(config)
     warnings = check_config(recipe, framework, checked_config, overrides) if check else []
@@ -195,6 +198,7 @@ def plan_launch(req: LaunchRequest, *, check: bool = True, preview: bool = False
         resume_from=resume_from,
         skipped_checkpoints=skipped,
         join_timeout=req.join_timeout,
+        nvme_path=req.nvme_path,
     )
 
 

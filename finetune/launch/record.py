@@ -47,6 +47,7 @@ def launch_record(plan: LaunchPlan) -> dict[str, Any]:
             "dataset_sha256": plan.dataset_manifest.content_hash if plan.dataset_manifest else None,
             "dataset_rows": plan.dataset_manifest.counts.kept if plan.dataset_manifest else None,
             "overrides": plan.overrides,
+            "nvme_path": str(plan.nvme_path) if plan.nvme_path else None,
             "config_sha256": plan.config_sha256,
             "attempt": plan.attempt,
             "resume_from": str(plan.resume_from) if plan.resume_from else None,

@@ -97,6 +97,7 @@ def resume_request(req):
         model=record["model"],
         dataset=record["dataset"] if record.get("dataset_prepared") else None,
         overrides=[format_override(k, v) for k, v in record["overrides"].items()],
+        nvme_path=req.nvme_path or (Path(record["nvme_path"]) if record.get("nvme_path") else None),
         run_dir=run_dir,
         nnodes=_first(req.nnodes, "NNODES", topology["nnodes"]),
         nproc_per_node=_first(req.nproc_per_node, "NPROC_PER_NODE", topology["nproc_per_node"]),

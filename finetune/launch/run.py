@@ -18,7 +18,7 @@ from finetune.launch.run_state import STOPPED_EXIT, read_stop_marker
 
 @dataclass(frozen=True)
 class LaunchOptions:
-    gpu: str | None = None  # GPU type for the memory check (None: the recipe's)
+    gpu: str | None = None  # GPU type for the memory check (None: what nvidia-smi reports, else the recipe's)
     force: bool = False  # launch although the planner says it does not fit
     skip_format_check: bool = False
     verbose: bool = False  # show the frameworks' full output, not only progress lines (the log has it always)
@@ -29,21 +29,42 @@ def check_memory(plan: LaunchPlan, options: LaunchOptions) -> None:
     """Refuse (before anything starts, dry runs too) a recipe the planner says does not fit this cluster."""
     from finetune.planner import check_fits
 
+    gpu = options.gpu or detected_gpu()
     try:
-        fit = check_fits(plan, gpu=options.gpu)
+        fit = check_fits(plan, gpu=gpu)
     except FinetuneError as exc:
         if not options.force:
             raise
         print(f"warning: --force: launching although the planner says it does not fit:\n{exc}", file=sys.stderr)
         return
-    if fit is None:  # a local model of other shapes (the replica), which the planner does not size
-        print("memory: not planned (the model folder has other shapes than the recipe's model)", file=sys.stderr)
+    if fit is None:  # a local model whose config the planner does not know
+        from finetune.planner import trained_config
+
+        print(f"memory: not planned ({trained_config(plan)[1]})", file=sys.stderr)
         return
     print(
-        f"memory: {fit.required_gib:.1f} of {fit.capacity_gib:.1f} GiB per GPU (planner); "
+        f"memory: {fit.required_gib:.1f} of {fit.capacity_gib:.1f} GiB per {fit.gpu.name} (planner, {fit.model}); "
         f"longest sequence {fit.max_seq_len:,} tokens",
         file=sys.stderr,
     )
+
+
+def detected_gpu() -> str | None:
+    """The catalog key of this node's GPUs as nvidia-smi reports them (the first one's), when it knows them: the
+    memory check plans the cluster the run is on, not the one the recipe was written for."""
+    from finetune.launch.doctor import gpus
+    from finetune.planner.gpus import gpu_key_for
+
+    found = gpus()
+    if not found:
+        return None
+    key = gpu_key_for(*found[0])
+    if key is None:
+        print(
+            f"warning: GPU {found[0][0]!r} is not in the planner's catalog; checking memory for the recipe's",
+            file=sys.stderr,
+        )
+    return key
 
 
 def check_format(plan: LaunchPlan, options: LaunchOptions) -> None:
@@ -61,6 +82,10 @@ def check_format(plan: LaunchPlan, options: LaunchOptions) -> None:
 
 def run(plan: LaunchPlan, options: LaunchOptions) -> int:
     """Check, start and watch the planned launch on this node; the exit code of its training."""
+    from finetune.launch.nvme import check_nvme
+    from finetune.launch.plan import DEEPSPEED_NAME
+
+    check_nvme(plan.files.get(DEEPSPEED_NAME), f"{plan.recipe.id}'s DeepSpeed config")
     check_format(plan, options)
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -39,20 +39,25 @@ TERM_NAMES = {
 }
 
 
-def runs_a_replica(launch_plan) -> bool:
-    """True when `--model` is a local folder whose config.json has other shapes than the recipe's model (the
-    tiny CPU replica, say): the recipe's memory plan says nothing about such a run."""
+def trained_config(launch_plan) -> tuple[dict | None, str]:
+    """The config.json a launch trains, and how to name it: a local `--model` folder's own (a GLM-4.6 folder,
+    the tiny replica), else the recipe's model's; None when the folder's config is not a model the planner
+    knows (then nothing is checked, and the reason is the name)."""
     from finetune.planner.params import ModelShape
     from finetune.recipes.models import get_model
 
-    config_path = Path(launch_plan.model) / "config.json"
-    if not config_path.is_file():
-        return False  # a hub id: the real checkpoint
-    real = ModelShape.from_config(get_model(launch_plan.recipe.meta.model).config)
+    spec = get_model(launch_plan.recipe.meta.model)
+    path = Path(launch_plan.model) / "config.json"
+    if not path.is_file():
+        return spec.config, spec.display_name  # a hub id: the real checkpoint
     try:
-        return ModelShape.from_config(json.loads(config_path.read_text())) != real
-    except (KeyError, ValueError, TypeError):
-        return True
+        config = json.loads(path.read_text())
+        ModelShape.from_config(config)
+    except (KeyError, ValueError, TypeError) as error:
+        return None, f"{path} is not a model the planner sizes ({type(error).__name__}: {error})"
+    if config == spec.config:
+        return spec.config, spec.display_name
+    return config, f"the model at {launch_plan.model} (its own config.json)"
 
 
 def refusal(plan: ResourcePlan) -> str:
@@ -88,13 +93,14 @@ def check_fits(launch_plan, *, gpu: str | None = None, reserve: float = DEFAULT_
     nproc_per_node; GPU type `gpu`, default the recipe's), or FinetuneError with the breakdown and the longest
     sequence that fits when it does not fit.
 
-    The plan is of the recipe's real model (`finetune.meta.model`). When `--model` is a local folder whose
-    config.json has other shapes (the tiny replica the CPU tests and the demo train), there is nothing to check:
-    returns None.
+    The plan is of the model the launch trains: a local `--model` folder's own config.json (a GLM-4.6 folder, the
+    tiny replica the CPU tests train), else the recipe's model. Returns None only when that folder's config is not
+    a model the planner knows.
     """
-    if runs_a_replica(launch_plan):
+    config, name = trained_config(launch_plan)
+    if config is None:
         return None
-    plan = plan_launch_result(launch_plan, gpu=gpu, reserve=reserve)
+    plan = plan_launch_result(launch_plan, gpu=gpu, reserve=reserve, model_config=config, model_name=name)
     if not plan.fits:
         raise FinetuneError(refusal(plan))
     return plan
@@ -128,6 +134,7 @@ def plan_figures(plan: ResourcePlan) -> list[str]:
     ]
     if plan.rollout is not None:
         lines.append(f"Rollout {plan.rollout.describe()}")
+    lines.append(f"Stop {plan.stop.describe()} (planner)")
     if plan.memory.host_ram_per_node >= GIB:
         lines.append(f"Host-RAM {plan.memory.host_ram_per_node / GIB:,.0f} GiB per node for offloaded states")
     if plan.memory.nvme_per_node >= GIB:

@@ -40,3 +40,17 @@ def get_gpu(key: str) -> Gpu:
     if key not in CATALOG:
         raise FinetuneError(f"Unknown GPU `{key}`; known: {', '.join(CATALOG)}.{suggest(key, CATALOG)}")
     return CATALOG[key]
+
+
+def gpu_key_for(name: str, memory_gib: float) -> str | None:
+    """The catalog key of a GPU as nvidia-smi names it ("NVIDIA H100 80GB HBM3", "NVIDIA H20", ...), or None."""
+    words = name.upper().replace("-", " ").split()
+    if "H200" in words:
+        return "h200"
+    if "H20" in words:
+        return "h20-96gb"
+    if "H100" in words and memory_gib > 70:
+        return "h100-80gb"
+    if "A100" in words and memory_gib > 70:
+        return "a100-80gb"
+    return None

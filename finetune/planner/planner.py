@@ -14,6 +14,7 @@ from typing import Any
 
 from finetune.errors import FinetuneError
 from finetune.frameworks.setup import TrainingSetup
+from finetune.planner.checkpoint import StopCost, stop_cost
 from finetune.planner.gpus import Gpu, get_gpu
 from finetune.planner.memory import (
     DEFAULT_RESERVE,
@@ -92,6 +93,11 @@ class ResourcePlan:
         return not self.problems and self.memory.required <= self.gpu.memory_gib * GIB
 
     @property
+    def stop(self) -> StopCost:
+        """Checkpoint size and write time, and what a stop on request needs (planner/checkpoint.py)."""
+        return stop_cost(self.inputs, self.throughput)
+
+    @property
     def hours(self) -> tuple[float, float] | None:
         return self.throughput.hours(self.tokens) if self.tokens else None
 
@@ -126,6 +132,10 @@ class ResourcePlan:
             "hours": [round(h, 2) for h in self.hours] if self.hours else None,
             "problems": self.problems,
             "rollout": None if self.rollout is None else self.rollout_json(),
+            "checkpoint_gb": round(self.stop.checkpoint_bytes / 1e9, 2),
+            "checkpoint_write_s": round(self.stop.write_s, 1),
+            "step_s": [round(t, 1) for t in self.stop.step_s],
+            "stop_lead_s": round(self.stop.lead_s, 1),
             "notes": list(self.setup.notes),
             "library_versions": self.counts.versions,
         }
@@ -147,8 +157,9 @@ class ResourcePlan:
 # -- launch -> setup ---------------------------------------------------------------------------------------------
 
 
-def setup_from_launch(launch_plan) -> TrainingSetup:
-    """The TrainingSetup of a rendered launch (`finetune.launch.plan.LaunchPlan`), read by its framework."""
+def setup_from_launch(launch_plan, model_config: dict[str, Any] | None = None) -> TrainingSetup:
+    """The TrainingSetup of a rendered launch (`finetune.launch.plan.LaunchPlan`), read by its framework;
+    `model_config`: the config.json trained (default: the recipe's model's)."""
     from finetune.launch.plan import DEEPSPEED_NAME
 
     recipe, framework, files = launch_plan.recipe, launch_plan.framework, launch_plan.files
@@ -157,7 +168,7 @@ def setup_from_launch(launch_plan) -> TrainingSetup:
         return framework.training_setup(
             launch_plan.config,
             recipe.meta,
-            get_model(recipe.meta.model).config,
+            model_config or get_model(recipe.meta.model).config,
             deepspeed_json=json.loads(files[DEEPSPEED_NAME]) if DEEPSPEED_NAME in files else None,
             deepspeed_named=named if isinstance(named, str) else None,  # the config points at the run's copy
         )
@@ -230,15 +241,18 @@ def plan_launch_result(
     seq_len: int | None = None,
     reserve: float = DEFAULT_RESERVE,
     tokens: float | None = None,
+    model_config: dict[str, Any] | None = None,
+    model_name: str | None = None,
 ) -> ResourcePlan:
-    """Plan a rendered launch on the topology it was rendered for; the model is the recipe's real model."""
+    """Plan a rendered launch on the topology it was rendered for; the model is the recipe's real model unless
+    `model_config` (a local checkpoint's config.json) says otherwise."""
     recipe = launch_plan.recipe
     spec = get_model(recipe.meta.model)
-    setup = setup_from_launch(launch_plan)
+    setup = setup_from_launch(launch_plan, model_config)
     topo = launch_plan.topology
     return plan_setup(
         setup,
-        spec.config,
+        model_config or spec.config,
         nodes=topo.nnodes,
         gpus_per_node=topo.nproc_per_node,
         gpu=gpu or recipe.meta.gpu,
@@ -246,7 +260,7 @@ def plan_launch_result(
         reserve=reserve,
         tokens=tokens,
         recipe_id=recipe.id,
-        model_name=spec.display_name,
+        model_name=model_name or spec.display_name,
     )
 
 

@@ -77,6 +77,7 @@ def render_text(plan: ResourcePlan) -> str:
             f"it adds {memory.rollout / GIB:.1f} GiB to the training peak"
         )
         console.print(f"Rollout budget: {plan.rollout.describe()}")
+    console.print(f"Stop: {plan.stop.describe()}")
     host, nvme = memory.host_ram_per_node / GIB, memory.nvme_per_node / GIB
     console.print(
         f"Host RAM per node for offloaded states: {host:,.0f} GiB"

@@ -21,6 +21,7 @@ class ModelSpec(BaseModel):
     display_name: str
     hf_id: str
     checkpoints: dict[str, str]
+    checkpoint_params: int  # parameters stored in the hub checkpoint (MTP layer included): 2 bytes each to download
     notes: str = ""
     config: dict[str, Any]
 

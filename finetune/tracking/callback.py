@@ -95,6 +95,15 @@ class RunTracking(TrainerCallback):
         run = _wandb_run() if _reports_to_wandb(args) and state.is_world_process_zero else None
         if run is not None:
             run.summary["model/path"] = str(self._trained_weights(Path(args.output_dir)))
+            self._save_masked_log(run)
+
+    @staticmethod
+    def _save_masked_log(run) -> None:
+        """The launcher's log of node 0, secrets masked, as the run's console record (wandb's own capture is off)."""
+        run_dir = os.environ.get("FINETUNE_RUN_DIR")
+        log = Path(run_dir) / "logs" / "node0.log" if run_dir else None
+        if log is not None and log.is_file():
+            run.save(str(log), base_path=run_dir, policy="end")
 
     def _throughput(self, args, state) -> dict[str, float]:
         if getattr(args, "include_num_input_tokens_seen", "no") in ("no", False, None) or self._mark is None:

@@ -84,6 +84,9 @@ def wandb_env(identity: RunIdentity, mode: str, run_dir: Path) -> dict[str, str]
         "WANDB_RESUME": "allow",
         "WANDB_MODE": mode,
         "WANDB_DIR": str(run_dir),  # wandb writes into WANDB_DIR/wandb/
+        # wandb's own console capture would copy what the workers print, secrets included, past the launcher's
+        # masking; the masked log (RUN_DIR/logs/node0.log) goes to the run's files instead (tracking/callback.py)
+        "WANDB_CONSOLE": "off",
     }
     if identity.entity:
         env["WANDB_ENTITY"] = identity.entity

@@ -5,7 +5,7 @@
 #
 # The first node of the allocation is the master; every node gets its rank from Slurm (SLURM_NODEID). The run
 # directory is runs/<job name>-<job id> (FINETUNE_RUN_DIR overrides; it must be on storage all nodes share).
-# On preemption or near the time limit Slurm sends USR1 to this script (--signal=B:USR1@300 in the sbatch
+# On preemption or near the time limit Slurm sends USR1 to this script (--signal=B:USR1@600 in the sbatch
 # headers): the trainers are asked to save a checkpoint and stop, and the job is requeued; a requeued job finds
 # its run directory and resumes from the newest complete checkpoint. A run that finished before the stop took
 # effect is not requeued.

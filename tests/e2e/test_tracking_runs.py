@@ -1,7 +1,7 @@
 """Tracked runs for real, through `finetune launch` on the replica, wandb offline: read back what wandb wrote.
 
 A LLaMA-Factory run (then resumed), a SWIFT LoRA run, a SWIFT GRPO run and a two-process ZeRO-3 run, each with
-secret sentinels in its environment; then nothing under any run directory may hold a sentinel.
+secret sentinels in its environment that its workers print; then nothing under any run directory may hold one.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def _free_port() -> int:
 
 def _env(tmp: Path) -> dict[str, str]:
     no_wandb_settings = {"WANDB_PROJECT": "", "WANDB_MODE": ""}
-    return {"OMP_NUM_THREADS": "1", "XDG_CONFIG_HOME": str(tmp / "xdg"), **no_wandb_settings, **SENTINELS}
+    leaky = {"FINETUNE_CALLBACKS": "tests.helpers.trainer_faults:PrintsSecrets"}  # the workers print them
+    return {"OMP_NUM_THREADS": "1", "XDG_CONFIG_HOME": str(tmp / "xdg"), **no_wandb_settings, **SENTINELS, **leaky}
 
 
 def _launch_args(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str) -> list[str]:

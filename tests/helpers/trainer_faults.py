@@ -1,5 +1,6 @@
-"""What a cluster does to a run, as trainer callbacks for tests (through FINETUNE_CALLBACKS): a step that outlasts
-torchrun's own grace once a stop is requested, a crash right after a checkpoint was saved."""
+"""What a cluster or a user's code does to a run, as trainer callbacks for tests (through FINETUNE_CALLBACKS): a
+step that outlasts torchrun's own grace once a stop is requested, a crash right after a checkpoint was saved, a
+print of the secrets in the environment."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ class CrashAfterFirstSave(TrainerCallback):
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # every rank's shards are on disk
         os._exit(1)
+
+
+class PrintsSecrets(TrainerCallback):
+    """A user's code that prints secrets from its environment (a reward function, a debugging print)."""
+
+    NAMES = ("WANDB_API_KEY", "HF_TOKEN", "MY_SECRET", "DB_PASSWORD")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        print("debug:", " ".join(os.environ.get(name, "") for name in self.NAMES), flush=True)
+        return control

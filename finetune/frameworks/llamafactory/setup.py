@@ -31,6 +31,7 @@ def llamafactory_setup(config: dict[str, Any], ds: dict[str, Any] | None = None)
     return TrainingSetup(
         framework="llamafactory",
         engine="deepspeed",
+        checkpoint_optimizer=str(config.get("save_only_model", False)).lower() != "true",
         method=kind,
         lora=lora,
         seq_len=int(config.get("cutoff_len", 2048)),

@@ -153,6 +153,9 @@ def swift_setup(
         rollout_max_model_len=int(config.get("vllm_max_model_len") or 0) or None,
         trainer_offloaded_while_rolling_out=colocate and bool(config.get("offload_model", False)),
         mtp_layers=mtp,
+        checkpoint_optimizer=all(
+            str(config.get(k, False)).lower() != "true" for k in ("save_only_model", "no_save_optim")
+        ),
         lora_targets=targets,
         lora_alpha=int(config.get("lora_alpha", 32)) if method == "lora" else None,
         notes=tuple(notes),

@@ -41,3 +41,30 @@ def test_unwritable_run_storage_fails(tmp_path):
     finding = check_shared_storage(blocked, 1)
     assert finding.status == "fail" and "not writable" in finding.detail
     assert check_shared_storage(tmp_path / "runs", 2).status == "warn"  # only this host has been seen
+
+
+def test_the_model_download_is_counted_where_the_framework_puts_it(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from finetune.launch.doctor import check_download
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.delenv("USE_HF", raising=False)
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    lf, swift = resolve_recipe("llamafactory/glm45_lora_16xh100"), resolve_recipe("swift/glm45_lora_16xh100")
+    found = check_download(lf)
+    assert f"zai-org/GLM-4.5 is not in {tmp_path / 'hf'}: the first launch downloads about 717 GB" in found.detail
+    roomy = shutil.disk_usage(tmp_path).free >= 717e9
+    assert (found.status, bool(found.fix)) == (("ok", False) if roomy else ("fail", True))
+    assert str(tmp_path / "ms") in check_download(swift).detail  # ms-swift downloads from ModelScope
+    snapshot = tmp_path / "ms" / "zai-org" / "GLM-4.5"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors"}}))
+    assert check_download(swift).detail.startswith("zai-org/GLM-4.5 is not in")  # a shard is missing
+    (snapshot / "model-1.safetensors").write_bytes(b"")
+    assert check_download(swift).detail == f"none: zai-org/GLM-4.5 is in {tmp_path / 'ms'}"
+    assert check_download(lf, str(snapshot)).detail == f"none: --model {snapshot} is a local folder"

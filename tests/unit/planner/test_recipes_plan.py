@@ -117,8 +117,58 @@ def test_launch_check_refuses_what_does_not_fit(tmp_path):
         check_fits(one_node)
 
 
-def test_launch_check_skips_the_replica(tmp_path, glm45_replica):
-    assert check_fits(_launch(tmp_path, "cutoff_len=65536", model=str(glm45_replica))) is None
+def _local_model(tmp_path, name: str, **changes) -> str:
+    """A local checkpoint folder: GLM-4.5's config.json with `changes` (a GLM-4.6 folder, a bigger model)."""
+    from finetune.recipes.models import get_model
+
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**get_model("glm-4.5").config, **changes}))
+    return str(folder)
+
+
+def test_launch_check_plans_the_local_checkpoint_it_trains(tmp_path, glm45_replica):
+    """Any local glm4_moe folder is planned with its own config.json, not waved through."""
+    glm46 = _local_model(tmp_path, "glm46", max_position_embeddings=202752)
+    plan = check_fits(_launch(tmp_path, model=glm46))
+    assert plan.fits and plan.model == f"the model at {glm46} (its own config.json)"
+    bigger = _local_model(tmp_path, "bigger", num_hidden_layers=184)  # twice GLM-4.5's layers: twice the shards
+    with pytest.raises(FinetuneError, match="does not fit 2 x 8 H100 80GB"):
+        check_fits(_launch(tmp_path, model=bigger))
+    replica = check_fits(_launch(tmp_path, "cutoff_len=65536", model=str(glm45_replica)))
+    assert replica.fits and replica.required_gib < 10  # the tiny replica, planned as what it is
+    other = tmp_path / "partial"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "glm4_moe", "hidden_size": 8}))  # shapes missing
+    assert check_fits(_launch(tmp_path, model=str(other))) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "memory_gib", "key"),
+    [
+        ("NVIDIA H100 80GB HBM3", 79.6, "h100-80gb"),
+        ("NVIDIA H200", 139.8, "h200"),
+        ("NVIDIA H20", 95.6, "h20-96gb"),
+        ("NVIDIA A100-SXM4-80GB", 79.2, "a100-80gb"),
+        ("NVIDIA A100-SXM4-40GB", 39.4, None),
+        ("NVIDIA L40S", 44.4, None),
+    ],
+)
+def test_the_gpu_nvidia_smi_reports_names_its_catalog_entry(name, memory_gib, key):
+    from finetune.planner.gpus import gpu_key_for
+
+    assert gpu_key_for(name, memory_gib) == key
+
+
+def test_the_memory_check_plans_the_gpus_of_this_node(tmp_path, monkeypatch, capsys):
+    import finetune.launch.doctor as doctor
+    from finetune.launch.run import LaunchOptions, check_memory
+
+    monkeypatch.setattr(doctor, "gpus", lambda: [("NVIDIA H200", 139.8)] * 8)
+    check_memory(_launch(tmp_path), LaunchOptions())
+    assert "GiB per H200 141GB (planner, GLM-4.5)" in capsys.readouterr().err
+    check_memory(_launch(tmp_path), LaunchOptions(gpu="h100-80gb"))  # --gpu still decides
+    assert "of 79.1 GiB per H100 80GB" in capsys.readouterr().err
 
 
 def test_header_figures_come_from_the_plan():
