@@ -42,6 +42,7 @@ class DeepSpeedSettings:
     zero_stage: int = 0
     offload_params: Offload = None
     offload_optimizer: Offload = None
+    pinned_offload: bool = False  # states offloaded to CPU memory are pinned (page-locked: the kernel cannot page them)
     param_buffer_bytes: int = 0  # pinned host buffers for NVMe parameter swapping, per GPU
     optimizer_buffer_count: int = 0  # ... and for NVMe optimizer swapping (times the sub-group size)
     sub_group_size: int = 1_000_000_000
@@ -146,6 +147,10 @@ def deepspeed_settings(ds: dict[str, Any] | None) -> DeepSpeedSettings:
         zero_stage=stage,
         offload_params=offload_params,
         offload_optimizer=device("offload_optimizer"),
+        pinned_offload=any(
+            (zero.get(k) or {}).get("device") == "cpu" and (zero.get(k) or {}).get("pin_memory", False) is True
+            for k in ("offload_param", "offload_optimizer")
+        ),
         param_buffer_bytes=param_buffers if offload_params == "nvme" else 0,
         optimizer_buffer_count=int(opt_cfg.get("buffer_count", 4)) if device("offload_optimizer") == "nvme" else 0,
         sub_group_size=int(float(sub_group)) if not isinstance(sub_group, str) else 1_000_000_000,

@@ -233,6 +233,37 @@ def check_download(recipe: Recipe, model: str | None = None) -> Finding:
     return Finding("model download", "ok", detail)
 
 
+PINNED_SHARE = 0.5  # of the node's RAM that page-locked offload may take; the rest runs data loaders and the OS
+
+
+def check_host_ram(
+    recipe: Recipe, ram_bytes: float | None = None, overrides: list[str] | None = None
+) -> Finding | None:
+    """The host RAM the planner says offloading needs per node, against this node's; pinned offload at most
+    PINNED_SHARE of it (page-locked memory cannot be swapped or reclaimed). None when nothing is offloaded."""
+    from finetune.planner import plan_recipe
+
+    plan = plan_recipe(recipe, overrides)
+    need = plan.memory.host_ram_per_node
+    if need < GIB:
+        return None
+    ram = ram_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    pinned = plan.setup.deepspeed.pinned_offload
+    detail = (
+        f"{need / GIB:,.0f} GiB per node for offloaded states{' (pinned)' if pinned else ''}; {ram / GIB:,.0f} GiB here"
+    )
+    if need > 0.9 * ram:
+        return Finding("host RAM", "fail", detail, "a node with more RAM, more nodes, or NVMe offload")
+    if pinned and need > PINNED_SHARE * ram:
+        return Finding(
+            "host RAM",
+            "fail",
+            f"{detail}: pinning more than {PINNED_SHARE:.0%} of RAM starves the rest of the node",
+            "a copy of the DeepSpeed JSON with pin_memory false (--set deepspeed=PATH)",
+        )
+    return Finding("host RAM", "ok", detail)
+
+
 def check_disk(runs_root: Path, recipe: Recipe | None) -> Finding:
     free = shutil.disk_usage(runs_root if runs_root.exists() else runs_root.parent).free
     if recipe is None:
@@ -287,6 +318,9 @@ def run_checks(recipe: Recipe | None, runs_root: Path, nnodes: int, *, nvme_path
     ]
     if recipe is not None:
         findings.append(check_download(recipe))
+        ram = check_host_ram(recipe)
+        if ram is not None:
+            findings.append(ram)
         nvme = check_nvme_space(recipe, nvme_path)
         if nvme is not None:
             findings.append(nvme)

@@ -1,13 +1,18 @@
 """Tracked runs for real, through `finetune launch` on the replica, wandb offline: read back what wandb wrote.
 
-A LLaMA-Factory run (then resumed), a SWIFT LoRA run, a SWIFT GRPO run and a two-process ZeRO-3 run, each with
-secret sentinels in its environment that its workers print; then nothing under any run directory may hold one.
+A LLaMA-Factory run, another stopped by SIGTERM and resumed, a SWIFT LoRA run, a SWIFT GRPO run and a two-process
+ZeRO-3 run, each with secret sentinels in its environment that its workers print; then nothing under any run
+directory may hold one.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +21,13 @@ from finetune.frameworks import get_framework
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from finetune.tracking.offline_reader import OfflineRun, offline_run_dirs, read_offline_run
-from tests.conftest import run_cli
+from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.nodes import Node
 from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
 STEPS = 4
+STOPPED_STEPS = 40
 LF = "llamafactory/glm45-air_lora_4xh100"
 SWIFT_LORA = "swift/glm45-air_lora_4xh100"
 SWIFT_GRPO = "swift/glm45-air_grpo_4xh100"
@@ -89,6 +96,8 @@ LAUNCHES = {  # run name -> (recipe, processes, extra arguments)
     # what is tracked, not how completions are made: the trainer's own generate (tests/e2e/test_swift.py runs vLLM)
     "swift-grpo": (SWIFT_GRPO, 1, ("--set", "deepspeed=null", "--set", "beta=0.04", *NO_VLLM)),
     "lf-zero3": (LF, 2, ()),
+    # stopped by SIGTERM after its first steps, then resumed (a finished run is not resumed)
+    "lf-stopped": (LF, 1, ("--set", "deepspeed=null", "--set", f"max_steps={STOPPED_STEPS}")),
 }
 
 
@@ -111,8 +120,24 @@ def lf_run(runs, air_replica):
 
 
 @pytest.fixture(scope="module")
-def lf_resumed(runs, lf_run):
-    run_dir, _, _ = lf_run
+def lf_stopped(runs, air_replica):
+    """A LLaMA-Factory run stopped by SIGTERM once it is training: exit code 75, resumable."""
+    run_dir = runs / "lf-stopped"
+    recipe_id, nproc, extra = LAUNCHES["lf-stopped"]
+    argv = [sys.executable, "-m", "finetune", "launch", *_launch_args(recipe_id, run_dir, air_replica, nproc, *extra)]
+    proc = Node(argv, cwd=REPO_ROOT, env={**os.environ, **_env(runs)})
+    log, deadline = run_dir / "logs" / "node0.log", time.monotonic() + 300
+    while not (log.is_file() and "'loss'" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.output()[-3000:]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=180) == 75, proc.output()[-3000:]
+    return run_dir, proc.output(), _only_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def lf_resumed(runs, lf_stopped):
+    run_dir, _, _ = lf_stopped
     out = run_cli("launch", "--resume", str(run_dir), "--master-port", str(_free_port()), env=_env(runs), timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
     return run_dir, out
@@ -177,6 +202,8 @@ def test_llamafactory_run_is_tracked_offline(lf_run):
     trainer_losses = [row["loss"] for row in _jsonl(run_dir / "output" / "trainer_log.jsonl") if "loss" in row]
     assert run.series("train/loss") == pytest.approx(trainer_losses, rel=1e-4)
     assert run.summary["model/path"] == str(run_dir / "output")
+    console = offline_run_dirs(run_dir)[0] / "files" / "logs" / "node0.log"  # the console record wandb uploads
+    assert console.resolve() == (run_dir / "logs" / "node0.log").resolve()  # the launcher's masked log
 
 
 def test_swift_run_is_tracked_offline(swift_run):
@@ -214,28 +241,30 @@ def test_two_processes_make_exactly_one_wandb_run(zero3_run):
     assert run.config["launch"]["cluster"]["world_size"] == 2
 
 
-def test_resume_continues_the_same_wandb_run(lf_run, lf_resumed):
-    run_dir, _, first = lf_run
+def test_resume_continues_the_same_wandb_run(lf_stopped, lf_resumed):
+    run_dir, _, first = lf_stopped
     folders = offline_run_dirs(run_dir)
     assert len(folders) == 2
     second = read_offline_run(folders[1])
     assert (second.id, second.name, second.group, second.project) == (first.id, first.name, first.group, first.project)
     assert second.config["launch"]["run"]["attempt"] == 1
     assert (run_dir / "manifest.attempt1.json").is_file()
+    steps = [row["train/global_step"] for run in (first, second) for row in run.history if "train/loss" in row]
+    assert steps == list(range(1, STOPPED_STEPS + 1))  # the second attempt picks up where the first stopped
 
 
-def test_sync_dry_run_lists_the_offline_runs(lf_run, lf_resumed):
-    run_dir, _, first = lf_run
+def test_sync_dry_run_lists_the_offline_runs(lf_stopped, lf_resumed):
+    run_dir, _, first = lf_stopped
     out = run_cli("sync", str(run_dir), "--dry-run")
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count(f"glm45-tests/{first.id}") == 2 and "not synced" in out.stdout
     assert "sync --dry-run" in out.stdout and "Would sync 2 run(s)" in out.stdout + out.stderr
 
 
-def test_secrets_appear_nowhere(lf_run, lf_resumed, swift_run, grpo_run, zero3_run):
+def test_secrets_appear_nowhere(lf_run, lf_stopped, lf_resumed, swift_run, grpo_run, zero3_run):
     outputs = [lf_run[1], lf_resumed[1], swift_run[1], grpo_run[1], zero3_run[1]]
-    leaks = []
-    for run_dir in (lf_run[0], swift_run[0], grpo_run[0], zero3_run[0]):
+    leaks = [f"launcher output: {name}" for name, value in SENTINELS.items() if value in lf_stopped[1]]
+    for run_dir in (lf_run[0], lf_stopped[0], swift_run[0], grpo_run[0], zero3_run[0]):
         files = [p for p in run_dir.rglob("*") if p.is_file() and not p.is_symlink()]
         assert any(p.suffix == ".wandb" for p in files) and any(p.name == "node0.log" for p in files)
         for path in files:

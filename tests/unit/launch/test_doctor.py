@@ -68,3 +68,24 @@ def test_the_model_download_is_counted_where_the_framework_puts_it(tmp_path, mon
     (snapshot / "model-1.safetensors").write_bytes(b"")
     assert check_download(swift).detail == f"none: zai-org/GLM-4.5 is in {tmp_path / 'ms'}"
     assert check_download(lf, str(snapshot)).detail == f"none: --model {snapshot} is a local folder"
+
+
+def test_offloaded_states_must_fit_the_nodes_ram_and_pinned_ones_half_of_it(tmp_path):
+    import json
+
+    from finetune.launch.doctor import check_host_ram
+    from finetune.paths import REPO_ROOT
+
+    full = resolve_recipe("swift/glm45-air_full_4xh100")  # ~1,791 GiB of offloaded states per node
+    tib = 1024**4
+    assert check_host_ram(full, ram_bytes=4 * tib).status == "ok"  # unpinned (zero3_offload.json)
+    assert check_host_ram(full, ram_bytes=1.5 * tib).status == "fail"  # more than the node has
+    pinned = json.loads((REPO_ROOT / "recipes/deepspeed/zero3_offload.json").read_text())
+    for section in ("offload_param", "offload_optimizer"):
+        pinned["zero_optimization"][section]["pin_memory"] = True
+    path = tmp_path / "pinned.json"
+    path.write_text(json.dumps(pinned))
+    found = check_host_ram(full, ram_bytes=2.5 * tib, overrides=[f"deepspeed={path}"])
+    assert found.status == "fail" and "pinning more than 50% of RAM" in found.detail and "pin_memory false" in found.fix
+    assert check_host_ram(full, ram_bytes=8 * tib, overrides=[f"deepspeed={path}"]).status == "ok"
+    assert check_host_ram(resolve_recipe("swift/glm45-air_lora_4xh100")) is None  # nothing offloaded
