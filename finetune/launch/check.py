@@ -21,7 +21,17 @@ def _unknown_key_message(recipe: Recipe, unknown: list[str], overrides: Mapping[
 def check_config(
     recipe: Recipe, framework: Framework, config: dict[str, Any], overrides: Mapping[str, Any]
 ) -> list[str]:
-    """Raise on anything the framework's parser rejects; return its warnings."""
+    """Raise on a value the trainer would reject (finetune/frameworks/value_rules.py) and on anything the
+    framework's parser rejects; return its warnings."""
+    from finetune.frameworks.value_rules import value_errors
+
+    bad = value_errors(config)
+    if bad:
+        lines = []
+        for key, value, rule in bad:
+            where = f"--set {key}={value}" if key in overrides else f"{recipe.path}: key `{key}` ({value})"
+            lines.append(f"  {where}: {key} {rule}")
+        raise FinetuneError(f"{recipe.id}: values {recipe.framework}'s trainer would reject:\n" + "\n".join(lines))
     result = framework.check(config, recipe.meta)
     if result.unknown_keys:
         raise FinetuneError(_unknown_key_message(recipe, result.unknown_keys, overrides, result.valid_keys))
