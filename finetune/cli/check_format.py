@@ -27,4 +27,6 @@ def cmd_check_format(args: argparse.Namespace) -> int:
         recipe, dataset=dataset, tokenizer_dir=args.model, limit=args.rows, use_cache=not args.no_cache
     )
     print(report.summary())
+    if not report.skipped:
+        print(report.verdict())  # the last line says it, whatever came before
     return 1 if report.trained_mismatch else 0

@@ -170,6 +170,14 @@ class FormatReport:
     def trained_mismatch(self) -> bool:
         return any(d.what in ("trained", "prompt") for d in self.differences)
 
+    def verdict(self) -> str:
+        """One line: do the trained tokens (and RL prompts) equal GLM-4.5's? check-format's exit code follows it."""
+        trained = {d.row for d in self.differences if d.what in ("trained", "prompt")}
+        if trained:
+            return f"verdict: {len(trained)} of {self.rows} rows differ in trained tokens"
+        others = f" ({len(self.differences)} difference(s) in untrained text only)" if self.differences else ""
+        return f"verdict: trained tokens identical in {self.rows} rows{others}"
+
     def summary(self) -> str:
         if self.skipped:
             return f"format check skipped for {self.recipe}: {self.skipped}"
@@ -178,8 +186,9 @@ class FormatReport:
                 f"format: {self.rows} conversations render as GLM-4.5 does ({self.framework}, template {self.template})"
             )
         lines = [
+            self.verdict(),
             f"format: {len(self.differences)} difference(s) from GLM-4.5's rendering in {self.rows} conversations "
-            f"({self.framework}, template {self.template}):"
+            f"({self.framework}, template {self.template}):",
         ]
         for d in self.differences:
             lines += [f"--- {d.row}: {d.what}", d.diff]
