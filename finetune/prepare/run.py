@@ -32,6 +32,25 @@ EXAMPLES = 5
 """Rejected and duplicate rows the summary shows."""
 
 
+KTO_COLUMNS = ("label", "kto_tag")  # TRL's / ms-swift's and LLaMA-Factory's names for KTO's desirability flag
+
+
+def refuse_kto(data) -> None:
+    """A KTO row marks its answer desirable or not; as SFT data its undesirable answers would be trained as good."""
+    if not isinstance(data, dict):
+        return
+    for column in KTO_COLUMNS:
+        if isinstance(data.get(column), bool):
+            raise RowProblem(
+                column,
+                f"a KTO row: `{column}` marks its answer as desirable (true) or undesirable (false), and the SFT, "
+                "DPO and GRPO data prepared here would train the undesirable answers as good ones",
+                f"Keep the rows with {column} true (and drop the column) to fine-tune on them, or pair each prompt's "
+                "desirable and undesirable answers as chosen / rejected for the DPO recipes; no recipe here trains "
+                "KTO.",
+            )
+
+
 class Run:
     """The state of one pass over the inputs, writing into the staging folder."""
 
@@ -90,6 +109,7 @@ class Run:
             self.reject(raw, raw.problem, whole_file=raw.line is None)
             return
         try:
+            refuse_kto(raw.data)
             converted = self.converter.convert(raw.data, self.kind, arrow=raw.from_arrow)
             row = converted.row
             validate_row(row, converted.kind)

@@ -650,3 +650,41 @@ def test_benchmark_script_runs_at_small_scale(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| 400 |" in proc.stdout and "rows/s" in proc.stdout
     assert "rejected 0" in proc.stderr
+
+
+def test_kto_rows_are_refused_with_what_the_label_means(tmp_path):
+    """KTO data (TRL / ms-swift `label`, LLaMA-Factory `kto_tag`) is not silently prepared as SFT: its undesirable
+    answers would be trained as good ones."""
+    trl = jsonl(
+        tmp_path / "kto.jsonl",
+        [
+            {
+                "prompt": [{"role": "user", "content": "2+2?"}],
+                "completion": [{"role": "assistant", "content": "4"}],
+                "label": True,
+            },
+            {
+                "prompt": [{"role": "user", "content": "2+2?"}],
+                "completion": [{"role": "assistant", "content": "5"}],
+                "label": False,
+            },
+        ],
+    )
+    with pytest.raises(FinetuneError, match=r"kto.jsonl:1: label: a KTO row: `label` marks its answer as desirable"):
+        run(tmp_path, [trl])
+    lf = jsonl(
+        tmp_path / "lf_kto.jsonl",
+        [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "bye"}], "kto_tag": False}],
+    )
+    with pytest.raises(FinetuneError, match=r"lf_kto.jsonl:1: kto_tag: .*no recipe here trains KTO"):
+        run(tmp_path, [lf])
+    labelled = jsonl(  # a label that is not KTO's flag (a category) is just a column
+        tmp_path / "topics.jsonl",
+        [
+            {
+                "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "bye"}],
+                "label": "greeting",
+            }
+        ],
+    )
+    assert run(tmp_path, [labelled], name="topics").dataset.manifest.counts.kept == 1
