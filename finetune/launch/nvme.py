@@ -12,12 +12,15 @@ from finetune.errors import FinetuneError
 SECTIONS = ("offload_param", "offload_optimizer")
 
 
+def _nvme_sections(deepspeed: dict) -> list[dict]:
+    """The offload sections of a DeepSpeed config that swap to NVMe."""
+    zero = deepspeed.get("zero_optimization", {})
+    return [zero[s] for s in SECTIONS if zero.get(s, {}).get("device") == "nvme"]
+
+
 def nvme_paths(deepspeed: dict) -> list[str]:
     """The nvme_path of each section that offloads to NVMe."""
-    zero = deepspeed.get("zero_optimization", {})
-    return [
-        zero[s]["nvme_path"] for s in SECTIONS if zero.get(s, {}).get("device") == "nvme" and "nvme_path" in zero[s]
-    ]
+    return [section["nvme_path"] for section in _nvme_sections(deepspeed) if "nvme_path" in section]
 
 
 def with_nvme_path(text: str, path: Path | None, source: str) -> str:
@@ -25,12 +28,11 @@ def with_nvme_path(text: str, path: Path | None, source: str) -> str:
     if path is None:
         return text
     deepspeed = json.loads(text)
-    zero = deepspeed.get("zero_optimization", {})
-    sections = [s for s in SECTIONS if zero.get(s, {}).get("device") == "nvme"]
+    sections = _nvme_sections(deepspeed)
     if not sections:
         raise FinetuneError(f"--nvme-path {path}: {source} offloads nothing to NVMe; drop the option.")
     for section in sections:
-        zero[section]["nvme_path"] = str(path)
+        section["nvme_path"] = str(path)
     return json.dumps(deepspeed, indent=2) + "\n"
 
 

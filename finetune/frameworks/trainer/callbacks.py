@@ -6,13 +6,14 @@ is a small class of its own module so that features stay independent.
 
 from __future__ import annotations
 
+import importlib
+import os
+
 CALLBACKS_ENV = "FINETUNE_CALLBACKS"  # more callbacks of your own: "package.module:Class[,package.module:Class]"
 
 
 def extra_callbacks(spec: str) -> list:
     """Instances of the `module:Class` callbacks `spec` names (comma-separated), each built without arguments."""
-    import importlib
-
     found = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         module, _, name = item.partition(":")
@@ -30,7 +31,4 @@ def trainer_callbacks() -> list:
     from finetune.tracking.callback import RunTracking
 
     end_stopped_runs_after_train()
-
-    import os
-
     return [GracefulStop(), RunTracking(), Progress(), *extra_callbacks(os.environ.get(CALLBACKS_ENV, ""))]
