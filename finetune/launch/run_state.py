@@ -74,6 +74,13 @@ def read_state(run_dir: Path) -> RunState | None:
         raise ValueError(f"{path}: not a run state ({error}); it is written by `finetune launch`") from error
 
 
+def unfinished_state(run_dir: Path) -> RunState | None:
+    """The recorded state of a run that has not finished; None for a finished run or one with no record (a run
+    from before state.json, whose output is taken as it is)."""
+    state = read_state(run_dir)
+    return state if state is not None and state.state is not State.FINISHED else None
+
+
 @dataclass(frozen=True)
 class StopMarker:
     """What the trainers leave when they stopped on request: the step and the checkpoint that holds it."""

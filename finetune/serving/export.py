@@ -20,7 +20,7 @@ import yaml
 from finetune.errors import FinetuneError
 from finetune.frameworks import get_framework
 from finetune.launch.checkpoints import latest_complete
-from finetune.launch.run_state import RunState, State, read_state
+from finetune.launch.run_state import RunState, unfinished_state
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 
 MERGED_NAME = "merged"
@@ -48,11 +48,10 @@ def _is_lora(framework_name: str, config: dict) -> bool:
     return config.get("tuner_type", "lora") == "lora"
 
 
-def _weights(run_dir: Path, final: Path, unfinished: bool) -> Path:
-    """The finished run's weights; a run that did not finish only with `unfinished`, from its newest complete
-    checkpoint (an adapter found beside a stopped run's checkpoints would pass for its final one otherwise)."""
-    state = read_state(run_dir)
-    if state is None or state.state is State.FINISHED:
+def _weights(run_dir: Path, final: Path, state: RunState | None, unfinished: bool) -> Path:
+    """The finished run's weights; a run that did not finish (`state`) only with `unfinished`, from its newest
+    complete checkpoint (an adapter found beside a stopped run's checkpoints would pass for its final one otherwise)."""
+    if state is None:
         return final
     if not unfinished:
         raise FinetuneError(
@@ -71,7 +70,8 @@ def export_run(run_dir: Path, out: Path | None = None, *, unfinished: bool = Fal
     run_dir = run_dir.resolve()
     record, config = _read_run(run_dir)
     framework = get_framework(record["framework"])
-    weights = _weights(run_dir, framework.trained_weights(run_dir / OUTPUT_NAME, config), unfinished)
+    state = unfinished_state(run_dir)
+    weights = _weights(run_dir, framework.trained_weights(run_dir / OUTPUT_NAME, config), state, unfinished)
     if not _is_lora(framework.name, config):
         raise FinetuneError(
             f"{run_dir} trained every parameter: its weights at {weights} are already a full model; nothing to merge."
@@ -101,7 +101,7 @@ def export_run(run_dir: Path, out: Path | None = None, *, unfinished: bool = Fal
                 "base_model": record["model"],
                 "framework": framework.name,
                 "recipe": record["recipe"],
-                "finished": (read_state(run_dir) or RunState(State.FINISHED, 0)).state is State.FINISHED,
+                "finished": state is None,
                 "command": command,
             },
             indent=2,

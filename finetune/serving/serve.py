@@ -22,7 +22,7 @@ import yaml
 
 from finetune.errors import FinetuneError, say
 from finetune.frameworks.base import environment_stamp
-from finetune.launch.run_state import State, read_state
+from finetune.launch.run_state import unfinished_state
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 from finetune.paths import REPO_ROOT, cache_dir
 from finetune.serving.engine import DEFAULT_PORTS, EngineInstall, find_engine
@@ -93,8 +93,8 @@ def find_weights(run_dir: Path, record: dict, config: dict) -> tuple[Path, Path 
     merged = next((p.parent for p in sorted(run_dir.glob("*/export.json"))), None)
     if merged is not None:
         return merged, None, record["model"]
-    state = read_state(run_dir)
-    if state is not None and state.state is not State.FINISHED:
+    state = unfinished_state(run_dir)
+    if state is not None:
         raise FinetuneError(
             f"{run_dir} has not finished ({state.state.value} at step {state.step}): resume it with `finetune launch "
             f"--resume {run_dir}`, or export its newest checkpoint with `finetune export {run_dir} --unfinished` "
