@@ -221,13 +221,13 @@ def generated_turn(tokenizer, messages: list[dict], tools: list[dict] | None, in
 
 def expected(tokenizer, messages: list[dict], tools: list[dict] | None, trained_from: int = 0) -> dict[str, Any]:
     """The training text and trained spans parity asks for: the official rendering with each assistant turn (from
-    message `trained_from` on) as generated and ended by its stop token; earlier turns are context, as the
-    official template writes context."""
+    message `trained_from` on, unless marked `"trained": false`) as generated and ended by its stop token; other
+    turns are context, as the official template writes context."""
     pieces = official(tokenizer, messages, tools).split(ASSISTANT)
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     trained = []
     for k, index in enumerate(turns, start=1):
-        if index < trained_from:
+        if index < trained_from or messages[index].get("trained") is False:  # context only
             continue
         turn = generated_turn(tokenizer, messages, tools, index)
         rest = pieces[k][_span_end(pieces[k]) :]  # the next role's token and what follows

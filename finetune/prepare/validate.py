@@ -3,7 +3,9 @@
 Frameworks either crash on these problems an hour into a run or, worse, skip or mangle the row silently
 (LLaMA-Factory drops a conversation whose roles do not alternate with only a log line). Checked here:
 roles in a legal order, an assistant turn to learn from, tool calls that name a declared tool with JSON-object
-arguments and are each answered, no empty turns, and (for preference data) two different answers to one prompt.
+arguments and are each answered (an SFT conversation may end in the assistant's calls: that turn, calls and
+`<|observation|>`, is what an agent dataset teaches), no empty turns, and (for preference data) two different
+answers to one prompt.
 Think tags and argument JSON are checked while converting (see layouts/).
 """
 
@@ -106,7 +108,8 @@ def _check_conversation(messages: list[dict[str, Any]], declared: list[str], *, 
                     )
             pending -= 1
             expect = "tool" if pending else "assistant_after_tool"
-    if pending:
+    ends_in_call = final == "assistant" and messages[-1]["role"] == "assistant" and pending == len(calls)
+    if pending and not ends_in_call:  # an agent trajectory may end in the call it teaches; nothing else may
         raise _unanswered(len(messages) - 1 - _trailing_tools(messages), pending, "messages")
     last = messages[-1]["role"]
     if final == "assistant":
@@ -115,6 +118,12 @@ def _check_conversation(messages: list[dict[str, Any]], declared: list[str], *, 
                 "messages",
                 "the conversation ends with tool results, not with the assistant's answer",
                 "Add the assistant message that uses the results.",
+            )
+        if last == "assistant" and messages[-1].get("trained") is False:
+            raise RowProblem(
+                "messages[-1].loss_weight",
+                "the last assistant turn is marked not to be trained (loss_weight 0 / loss false)",
+                "Train the last turn (weight 1), or end the conversation at the last turn to learn from.",
             )
         if last != "assistant":
             raise RowProblem(

@@ -11,12 +11,15 @@ LLaMA-Factory (sharegpt formatting with role/content tags, one `dataset_info.jso
   `[{"name": ..., "arguments": {...}}]`, after the reasoning and text when there are any, in which case the list
   sits in `<tool_call>...</tool_call>` (LLaMA-Factory's tool_call_words, which every template has);
   the results of parallel calls are one `observation`, joined the way LLaMA-Factory joins them;
-  `tools` is JSON text ("" when the row has none); preference rows keep the prompt in `messages` and one
-  message each in `chosen` / `rejected` (its ranking format). RL prompts have no LLaMA-Factory form.
+  `tools` is JSON text ("" when the row has none); its sharegpt format trains every assistant turn, so a turn
+  marked `"trained": false` is trained there (`check-format RECIPE --dataset NAME` shows it); preference rows
+  keep the prompt in `messages` and one message each in `chosen` / `rejected` (its ranking format). RL prompts
+  have no LLaMA-Factory form.
 SWIFT (`messages` with roles system / user / assistant / tool_call / tool_response):
   an assistant turn that calls tools is the assistant message (its reasoning and text; `<think></think>` when
   it has neither, so ms-swift renders the empty think block GLM-4.5 writes) followed by one `tool_call` message
-  per call, JSON `{"name": ..., "arguments": {...}}`; `tools` is always JSON text ("[]" when none); preference rows
+  per call, JSON `{"name": ..., "arguments": {...}}`; a turn marked `"trained": false` (context only) carries
+  ms-swift's `"loss": false` on each of those messages; `tools` is always JSON text ("[]" when none); preference rows
   carry `rejected_messages` (prompt + rejected answer); RL rows keep their reference fields as columns.
 """
 
@@ -115,11 +118,12 @@ def swift_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
         if role == "assistant":
             text = served_text(msg)
             calls = msg.get("tool_calls")
+            untrained = {"loss": False} if msg.get("trained") is False else {}
             if calls:
-                out.append({"role": "assistant", "content": text or "<think></think>"})
-                out.extend({"role": "tool_call", "content": dumps_str(c)} for c in _call_list(msg))
+                out.append({"role": "assistant", "content": text or "<think></think>", **untrained})
+                out.extend({"role": "tool_call", "content": dumps_str(c), **untrained} for c in _call_list(msg))
             else:
-                out.append({"role": "assistant", "content": text})
+                out.append({"role": "assistant", "content": text, **untrained})
         elif role == "tool":
             out.append({"role": "tool_response", "content": msg["content"]})
         else:

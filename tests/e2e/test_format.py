@@ -8,12 +8,14 @@ no reasoning; the answer; the tool calls) and the stop token that ends it (`<|ob
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from finetune.glm import format as fmt
 from finetune.glm.format_check import CASES, FormatRequest, check_format, check_formats
 from finetune.prepare.datasets import resolve_dataset
+from finetune.prepare.pipeline import PrepareOptions, prepare
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REFERENCE_DIR
 
@@ -33,14 +35,45 @@ def _without(recipe_id: str, key: str) -> dict:
     return {k: v for k, v in resolve_recipe(recipe_id).config.items() if k != key}
 
 
+AGENT_FIXTURE = Path(__file__).parent / "fixtures" / "agent_trajectories.jsonl"
+LORA = {"swift": "swift/glm45-air_lora_4xh100", "llamafactory": "llamafactory/glm45-air_lora_4xh100"}
+CONTEXT_TURN = {  # the first answer is context only (LLaMA-Factory's loss_weight 0)
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "value": "Draft a title."}], "loss_weight": 0.0},
+        {"role": "assistant", "content": [{"type": "text", "value": "Untitled"}], "loss_weight": 0.0},
+        {"role": "user", "content": [{"type": "text", "value": "A better one?"}], "loss_weight": 0.0},
+        {"role": "assistant", "content": [{"type": "text", "value": "On Routing"}], "loss_weight": 1.0},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def user_datasets(tmp_path_factory):
+    """Agent trajectories (typed content, parallel results as one JSON list, rows ending in a tool call) and a
+    row with a context-only turn, prepared as `finetune prepare` prepares a user's file."""
+    root = tmp_path_factory.mktemp("user-data")
+    context = root / "context_turn.jsonl"
+    context.write_text(json.dumps(CONTEXT_TURN) + "\n")
+    out = {}
+    for name, path in (("agent", AGENT_FIXTURE), ("context_turn", context)):
+        options = PrepareOptions([str(path)], name, out_root=root / "data", token_stats=False, progress=False)
+        out[name] = prepare(options).dataset
+    return out
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _rendered_together(air_replica):
+def _rendered_together(air_replica, user_datasets):
     """Every check below, rendered in one process per framework (finetune/glm/format_check.py: check_formats);
     the tests then read the cached reports."""
     recipes = [resolve_recipe(r) for r in RENDERED]
     lf = resolve_recipe("llamafactory/glm45-air_lora_4xh100")
     check_formats(
         [
+            *(
+                FormatRequest(resolve_recipe(r), dataset=ds, tokenizer_dir=air_replica)
+                for r in LORA.values()
+                for ds in user_datasets.values()
+            ),
             *(FormatRequest(r, tokenizer_dir=air_replica) for r in recipes),
             *(FormatRequest(r, dataset=resolve_dataset(r.meta.dataset), tokenizer_dir=air_replica) for r in recipes),
             *(FormatRequest(resolve_recipe(r), _without(r, key), tokenizer_dir=air_replica) for r, key, _ in CAUGHT),
@@ -64,6 +97,26 @@ def test_recipe_trains_exactly_the_official_assistant_turns(recipe_id, air_repli
     report = check_format(resolve_recipe(recipe_id), tokenizer_dir=air_replica)
     assert report.rows == len(CASES) and not report.skipped
     assert report.differences == [], report.summary()
+
+
+@pytest.mark.parametrize("framework", list(LORA))
+def test_agent_trajectories_train_as_glm45_renders_them(framework, user_datasets, air_replica):
+    """Typed-content rows with reasoning and parallel results, and trajectories that end in a tool call: the final
+    call is trained with the `<|observation|>` that hands the turn to the tools, in both frameworks."""
+    dataset = user_datasets["agent"]
+    report = check_format(resolve_recipe(LORA[framework]), dataset=dataset, tokenizer_dir=air_replica)
+    assert report.rows == 3 and report.differences == [], report.summary()
+
+
+def test_a_context_only_turn_is_untrained_in_swift_and_shown_as_trained_by_llamafactory(user_datasets, air_replica):
+    """ms-swift honours a turn's `loss: false`; LLaMA-Factory's sharegpt format trains every assistant turn, and the
+    format check says so (trained tokens differ), so that data is not trained there unnoticed."""
+    dataset = user_datasets["context_turn"]
+    swift = check_format(resolve_recipe(LORA["swift"]), dataset=dataset, tokenizer_dir=air_replica)
+    assert not swift.trained_mismatch, swift.summary()
+    lf = check_format(resolve_recipe(LORA["llamafactory"]), dataset=dataset, tokenizer_dir=air_replica)
+    added = [line for line in lf.differences[0].diff.splitlines() if line.startswith("+") and "Untitled" in line]
+    assert lf.trained_mismatch and added, lf.summary()
 
 
 @pytest.mark.parametrize("recipe_id", RENDERED)

@@ -1,8 +1,9 @@
 """Recognise how a row is laid out and convert it to the canonical conversation: one module a layout.
 
 Layouts (detected per row from its keys, in the order of `LAYOUTS`, or named with `--format`):
-  openai    `messages` of {role, content}: OpenAI chat (tool_calls, reasoning_content, tools), and the role names
-            LLaMA-Factory (function_call, observation) and SWIFT (tool_call, tool_response) write
+  openai    `messages` of {role, content}: OpenAI chat (tool_calls, reasoning_content, tools), the role names
+            LLaMA-Factory (function_call, observation) and SWIFT (tool_call, tool_response) write, and
+            LLaMA-Factory's typed-content parts (typed_parts.py)
   sharegpt  `conversations` of {from, value} with tags such as human/gpt/function_call/observation (`--role`
             maps custom tags)
   alpaca    instruction / input / output / system / history
@@ -15,7 +16,8 @@ read. convert.py turns one row of any layout and kind into the canonical row.
 
 The canonical row, one JSON object per line of `canonical/*.jsonl`:
   messages  [{role: system|user|assistant|tool, content: str, reasoning_content?: str,
-              tool_calls?: [{id?, type: "function", function: {name, arguments: {...}}}], tool_call_id?, name?}]
+              tool_calls?: [{id?, type: "function", function: {name, arguments: {...}}}], tool_call_id?, name?,
+              trained?: false (an assistant turn that is context only: loss_weight 0 / loss false)}]
   tools     [{type: "function", function: {name, description?, parameters?}}]  (always present, maybe empty)
   chosen, rejected  one assistant message each (preference)
   the reference fields (rl): every other column of the input, unchanged; sft and preference rows do not carry

@@ -13,6 +13,7 @@ from finetune.errors import suggest
 from finetune.prepare.layouts.base import ConvertOptions, Notes
 from finetune.prepare.layouts.calls import parse_call_text, tool_call
 from finetune.prepare.layouts.text import as_text, split_think, type_name
+from finetune.prepare.layouts.typed_parts import is_typed_content, plain_message, trained
 from finetune.prepare.problems import RowProblem, at
 
 LF_RESULT_SEPARATOR = "\n</tool_response>\n<tool_response>\n"
@@ -30,6 +31,8 @@ MESSAGE_KEYS = {
     "function_call",
     "tool_call_id",
     "name",
+    "loss_weight",
+    "loss",
     *REASONING_KEYS,
 }
 
@@ -87,7 +90,7 @@ class Messages:
             if self.arrow:
                 msg = {k: v for k, v in msg.items() if v is not None}
             self.append(out, msg, w)
-        return out
+        return split_listed_results(out)
 
     def append(self, out: list[dict[str, Any]], msg: dict[str, Any], where: str) -> None:
         role = self.role(msg, where)
@@ -96,8 +99,14 @@ class Messages:
         for key in msg:
             if key not in MESSAGE_KEYS:
                 self.notes.ignored_message_fields[key] += 1
+        if is_typed_content(content):  # LLaMA-Factory's newer format
+            msg = plain_message(msg, role, where, content_key)
+            content = msg[content_key]
+        learnt = True if role in ("function_call", "tool_call") else trained(msg, role, where)
         if role == "assistant":
             out.append(self.assistant(msg, content, where, content_key))
+            if not learnt:
+                out[-1]["trained"] = False
         elif role in ("function_call", "tool_call"):
             text, reasoning, calls = parse_call_text(content, at(where, content_key), self.arrow)
             prev = out[-1] if out else None
@@ -167,6 +176,36 @@ class Messages:
             out.extend({"role": "tool", "content": p} for p in parts)  # LLaMA-Factory's joined observation
             return
         out.append({"role": "tool", "content": text, **extra})
+
+
+def split_listed_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results of N parallel calls given as one tool message holding a JSON list of N items (LLaMA-Factory's
+    newer format writes them so) as N tool messages, in call order, as GLM-4.5 renders them: one
+    `<tool_response>` each. Only a lone tool message after an assistant turn with N > 1 calls is split."""
+    out: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        calls = len(out[-1].get("tool_calls", ())) if out and out[-1]["role"] == "assistant" else 0
+        lone = msg["role"] == "tool" and (i + 1 == len(messages) or messages[i + 1]["role"] != "tool")
+        items = _json_list(msg["content"]) if calls > 1 and lone and "tool_call_id" not in msg else None
+        if items is not None and len(items) == calls:
+            out.extend({"role": "tool", "content": _result_text(item)} for item in items)
+        else:
+            out.append(msg)
+    return out
+
+
+def _json_list(text: str) -> list[Any] | None:
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+def _result_text(item: Any) -> str:
+    return item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
 
 
 def _is_text_part(part: Any) -> bool:

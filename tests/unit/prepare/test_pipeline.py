@@ -327,7 +327,12 @@ BROKEN = {
     "non_utf8": ("n.jsonl", GOOD_LINE.replace("Hello!", "caf\xe9").encode("latin-1") + b"\n", 1, "not UTF-8"),
     "unanswered_tool_call": (
         "a.jsonl",
-        lines({**TOOL_CHAT, "messages": TOOL_CHAT["messages"][:2]}),
+        lines(
+            {
+                **TOOL_CHAT,
+                "messages": [*TOOL_CHAT["messages"][:2], *chat(("user", "?"), ("assistant", "x"))["messages"]],
+            }
+        ),
         1,
         "never answered",
     ),
