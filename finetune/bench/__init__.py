@@ -11,7 +11,11 @@ measures what the full model costs per layer. Modules:
 - `measure`: device, peak memory, synchronised step times, tokens/s and MFU;
 - `compare`: the planner's prediction for the same slice and configuration;
 - `records`, `report`, `fit`: JSON lines, the markdown table, and coefficients fitted back for the planner;
-- `framework_step`: one real LLaMA-Factory / SWIFT step on a saved slice (GPU machines).
+- `framework_step`: one real LLaMA-Factory / SWIFT step on a saved slice (GPU machines);
+- `units`, `budget`, `sweep` (with `placeholders`, `sweep_report`): the whole GPU run, most valuable first, inside
+  a time budget, each measurement started only when its estimate fits;
+- `wheels`, `envs`: the wheels that run carries to a machine without a package index, and the per-step
+  interpreters made from them.
 
 Records always say which device produced them; a CPU run is never reported as a GPU figure.
 """

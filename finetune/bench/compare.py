@@ -143,7 +143,7 @@ def ratios(measured: dict[str, Any], plan: dict[str, Any]) -> dict[str, float | 
 def replan(record: dict[str, Any]) -> dict[str, Any]:
     """The record with `planned` and `ratios` recomputed by the planner as it is now: after the planner's
     coefficients change, old measurements re-check it without a GPU."""
-    if record.get("kind") != "train_step":
+    if record.get("kind") != "train_step" or "planned" not in record:  # a budget placeholder has no plan
         return record
     from finetune.bench.slice import make_slice
 

@@ -138,9 +138,11 @@ def framework_table(records: list[dict]) -> list[str]:
     ]
     for r in steps:
         m = r.get("metrics") or {}
+        status = r["status"] if r["status"] == "ok" or not r.get("reason") else f"{r['status']}: {r['reason']}"
+        wall = f"{m['wall_s']:.0f}" if "wall_s" in m else "-"
         rows.append(
             f"| {r['recipe']} | {r.get('slice', {}).get('model', '?')} {r.get('slice', {}).get('layers', '?')}L "
-            f"| {r['status']} | {m.get('wall_s', 0):.0f} | {_gib(m.get('peak_device_memory_bytes'))} "
+            f"| {status} | {wall} | {_gib(m.get('peak_device_memory_bytes'))} "
             f"| {_log_excerpt(m.get('last_log'))} |"
         )
     return rows

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.bench import compare, experts, measure, records
+from finetune.bench.budget import Budget, Estimator
 from finetune.bench.lora import recipe_lora
 from finetune.bench.slice import Slice
 from finetune.errors import FinetuneError
@@ -135,8 +136,26 @@ def measure_config(
     }
 
 
-def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path | None, log=print) -> list[dict]:
-    """Measure every configuration of `matrix` on `piece`; records are appended to `out` as they come."""
+def _estimate(estimator: Estimator, record: dict, needs_setup: bool) -> float:
+    setup = estimator.setup_seconds(record["slice"]["model"], record["config"]["method"]) if needs_setup else 0.0
+    return setup + estimator.config_seconds(record)
+
+
+def run_matrix(
+    piece: Slice,
+    matrix: Matrix,
+    device: measure.Device,
+    out: Path | None,
+    log=print,
+    budget: Budget | None = None,
+    estimator: Estimator | None = None,
+) -> list[dict]:
+    """Measure every configuration of `matrix` on `piece`; records are appended to `out` as they come.
+
+    With a `budget`, a configuration whose estimate (from `estimator`, which learns from each one measured here)
+    does not fit in what is left is recorded as skipped for the budget instead of started."""
+    import time
+
     import torch
 
     from finetune.bench import step
@@ -156,6 +175,8 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
         import transformers.models.glm4_moe.modeling_glm4_moe  # noqa: F401
 
         cpu_floor = measure.resident_bytes()
+    if budget is not None and estimator is None:
+        estimator = Estimator(device.kind)
     results = []
     for method in matrix.methods:
         session = None
@@ -174,8 +195,11 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
                     "reason": f"{impl} would gather {gathered / 2**30:,.0f} GiB of "
                     "expert weights in one MoE layer's forward, more than the device holds",
                 }
+            elif budget is not None and not budget.allows(estimate := _estimate(estimator, record, session is None)):
+                record |= {"status": "skipped", "reason": budget.refusal("this configuration", estimate)}
             else:
                 failed = False
+                started = time.time()
                 try:
                     if session is None:
                         session = step.start(
@@ -187,6 +211,8 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
                             experts_impl=impl,
                             seed=matrix.seed,
                         )
+                        record["setup_s"] = time.time() - started  # building the model and its optimizer
+                        started = time.time()
                     session.set_experts(impl)
                     session.set_checkpointing(on)
                     metrics = measure_config(session, device, seq_len, matrix, plan.flops_per_token, cpu_floor)
@@ -198,9 +224,12 @@ def run_matrix(piece: Slice, matrix: Matrix, device: measure.Device, out: Path |
                 except Exception as exc:  # noqa: BLE001 - e.g. an implementation whose kernels are missing: recorded
                     record |= {"status": "error", "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
                     failed = True  # start from a fresh model: the failed step may have left state behind
+                record["elapsed_s"] = time.time() - started  # the configuration's steps, what estimates learn from
                 if failed and session is not None:  # outside `except`: its traceback holds tensors
                     session.release()
                     session = None
+            if estimator is not None:
+                estimator.learn(record)
             results.append(record)
             if out is not None:
                 records.append(out, record)

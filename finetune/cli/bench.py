@@ -1,6 +1,7 @@
-"""`bench run|report|slice|framework`: the recipes' training step measured on a slice of GLM-4.5, against the
-planner (`run`); markdown from the JSON lines (`report`); a slice saved for the frameworks' own trainers (`slice`);
-one real LLaMA-Factory / SWIFT step on a saved slice (`framework`).
+"""`bench run|report|slice|framework|sweep`: the recipes' training step measured on a slice of GLM-4.5, against
+the planner (`run`); markdown from the JSON lines (`report`); a slice saved for the frameworks' own trainers
+(`slice`); one real LLaMA-Factory / SWIFT step on a saved slice (`framework`); all of it, most valuable first,
+inside a time budget (`sweep`, what bench/run_gpu.sh runs).
 
 The first release's spellings (`bench` without a subcommand, `bench-report`, `bench-slice`, `bench-framework`)
 still work for one release: `legacy_argv` rewrites them before parsing, so they stay out of `--help`."""
@@ -35,13 +36,23 @@ def _on_off(text: str) -> bool:
     raise ValueError(f"`{text}`: on or off")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}`: a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"`{text}`: a positive, finite number of seconds")
+    return value
+
+
 def _method(text: str) -> str:
     if text not in ("lora", "full"):
         raise ValueError(f"`{text}`: lora or full")
     return text
 
 
-SUBCOMMANDS = ("run", "report", "slice", "framework")
+SUBCOMMANDS = ("run", "report", "slice", "framework", "sweep")
 
 
 def legacy_argv(argv: list[str]) -> list[str]:
@@ -59,13 +70,20 @@ HELP = {
     "report": "markdown table of benchmark records: measured vs planned",
     "slice": "save a GLM-4.5 slice (random weights) as a local Hugging Face folder",
     "framework": "one real framework training step on a saved slice (GPU machines)",
+    "sweep": "the whole GPU measurement run, most valuable first, inside a time budget (bench/run_gpu.sh)",
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="benchmarks on a GLM-4.5 slice: run | report | slice | framework")
+    bench = sub.add_parser("bench", help="benchmarks on a GLM-4.5 slice: run | report | slice | framework | sweep")
     commands = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
-    adders = {"run": _add_run, "report": _add_report, "slice": _add_slice, "framework": _add_framework}
+    adders = {
+        "run": _add_run,
+        "report": _add_report,
+        "slice": _add_slice,
+        "framework": _add_framework,
+        "sweep": _add_sweep,
+    }
     for name, add in adders.items():
         add(commands.add_parser(name, help=HELP[name]))
 
@@ -95,6 +113,20 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when present, else cpu")
     p.add_argument("--peak-tflops", type=float, help="dense bf16 peak for MFU when the card is not in the catalog")
     p.add_argument("--out", type=Path, help="append the records (JSON lines) to this file")
+    p.add_argument(
+        "--budget",
+        type=_seconds,
+        metavar="SECONDS",
+        help="start a configuration only when its estimate fits in what is left; the rest is recorded as skipped",
+    )
+    p.add_argument(
+        "--estimate-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="earlier records (JSON lines) whose timings the --budget estimates learn from",
+    )
     p.add_argument("--list-experts", action="store_true", help="print the expert implementations and exit")
     p.add_argument(
         "--plan-only",
@@ -142,6 +174,37 @@ def _add_framework(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_framework)
 
 
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", type=_seconds, required=True, metavar="SECONDS", help="wall time for everything")
+    p.add_argument("--out", type=Path, help="results folder (default: bench/results/<UTC time>-<device>)")
+    p.add_argument("--wheels", type=Path, help="folder made by bench/build_wheels.sh, for what the interpreter lacks")
+    p.add_argument("--tiny", action="store_true", help="rehearse on a CPU: the replica's shapes, short sequences")
+    p.add_argument("--steps", type=int, default=3, help="measured steps per configuration")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured steps first")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from finetune.bench import sweep
+    from finetune.errors import FinetuneError
+
+    if args.steps < 1 or args.warmup < 0:
+        raise FinetuneError("--steps must be >= 1 and --warmup >= 0.")
+    if args.wheels is not None and not args.wheels.is_dir():
+        raise FinetuneError(f"--wheels {args.wheels}: no such folder (bench/build_wheels.sh makes it).")
+    options = sweep.Options(
+        python=Path(sys.executable),
+        budget_s=args.budget,
+        out=args.out,
+        tiny=args.tiny,
+        wheels=args.wheels.resolve() if args.wheels else None,
+        steps=args.steps,
+        warmup=args.warmup,
+    )
+    outcomes = sweep.Sweep(options, log=lambda line: print(line, flush=True)).run()
+    return 0 if any(o.status == "ran" for o in outcomes) else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from finetune.bench import experts
 
@@ -171,10 +234,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print("\n".join(plan_only_table(piece, matrix, args.plan_only)))
         return 0
+    budget = estimator = None
+    if args.budget is not None:
+        from finetune.bench import records
+        from finetune.bench.budget import Budget, Estimator
+
+        budget = Budget.starting_now(args.budget)
     device = measure.detect(args.device, args.peak_tflops)
+    if budget is not None:
+        estimator = Estimator(device.kind, records.read([p for p in args.estimate_from if p.is_file()]))
     label = "GPU" if device.kind == "gpu" else "CPU (not GPU figures)"
     print(f"{label}: {device.name}; slice {piece.describe()}", file=sys.stderr)
-    results = run_matrix(piece, matrix, device, args.out)
+    results = run_matrix(piece, matrix, device, args.out, budget=budget, estimator=estimator)
     statuses = {r["status"] for r in results}
     return 0 if "ok" in statuses and "error" not in statuses else 1
 
