@@ -31,3 +31,4 @@ COMPONENTS = {
 }
 
 JOIN_TIMEOUT_S = 600.0  # seconds every node has to arrive, before and inside torchrun
+MAX_DROPPED_ROWS = 0.01  # share of training rows a launch lets the framework delete for their length

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from finetune.catalog import GPUS, JOIN_TIMEOUT_S
+from finetune.catalog import GPUS, JOIN_TIMEOUT_S, MAX_DROPPED_ROWS
 from finetune.cli.common import add_render_args, add_topology_args, add_verbose_arg, launch_request
 from finetune.cli.tracking import add_tracking_args
 
@@ -61,8 +61,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="launch without checking that training renders conversations as GLM-4.5 does",
     )
+    p.add_argument(
+        "--max-dropped-rows",
+        type=_share,
+        default=MAX_DROPPED_ROWS,
+        metavar="SHARE",
+        help="the share of training rows the framework may delete for being over its length limit before the "
+        f"launch is refused (default {MAX_DROPPED_ROWS:g}, i.e. {MAX_DROPPED_ROWS:.0%}; 1 allows any)",
+    )
     add_verbose_arg(p)
     p.set_defaults(func=cmd_launch)
+
+
+def _share(text: str) -> float:
+    problem = argparse.ArgumentTypeError(f"{text!r}: give a share between 0 and 1 (0.05) or a percentage (5%)")
+    try:
+        value = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise problem from None
+    if not 0.0 <= value <= 1.0:
+        raise problem
+    return value
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -92,6 +111,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         skip_format_check=args.skip_format_check,
         verbose=args.verbose,
         stop_grace=args.stop_grace,
+        max_dropped_rows=args.max_dropped_rows,
     )
     plan = plan_launch(launch_request(args))
     check_memory(plan, options)

@@ -12,7 +12,7 @@ from finetune.errors import FinetuneError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from finetune.prepare.manifest import TokenStats
+    from finetune.prepare.manifest import PlaceholderReport, TokenStats
     from finetune.prepare.options import SequenceLimit
     from finetune.prepare.pipeline import PrepareResult
 
@@ -22,6 +22,7 @@ examples:
   python -m finetune prepare data/*.parquet --name mix --skip-invalid --recipe llamafactory/glm45-air_lora_4xh100
   python -m finetune prepare pairs.json --name prefs --map question=prompt --map good=chosen --map bad=rejected
   python -m finetune prepare dialogs.jsonl --name bot --role HUMAN=user --role BOT=assistant
+  python -m finetune prepare identity.jsonl --name me --var name=Ada --var author=Lab --strict
 
 Layouts (detected per row): OpenAI messages (tool_calls, reasoning_content, tools), ShareGPT from/value,
 Alpaca instruction/input/output, prompt/completion and prompt/chosen/rejected. Kinds (detected from the first
@@ -37,6 +38,21 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
         if not sep or not src or not dst:
             raise FinetuneError(f"{flag} {value}: write it as {flag} FROM=TO.")
         out[src] = dst
+    return out
+
+
+def _vars(values: list[str]) -> dict[str, str]:
+    """--var NAME=VALUE, the value taken literally (it may be empty or hold `=`)."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise FinetuneError(
+                f"--var {value}: write it as --var NAME=VALUE, e.g. --var name=Ada to fill {{{{name}}}}."
+            )
+        if out.get(name, text) != text:
+            raise FinetuneError(f"--var {name} is given twice ({out[name]!r} and {text!r}); give it once.")
+        out[name] = text
     return out
 
 
@@ -85,6 +101,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep going past bad rows and write each, with its reason, to rejects.jsonl",
     )
+    p.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fill the template placeholder {{NAME}} with VALUE in every text, e.g. --var name=Ada",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse rows that still hold a template placeholder such as {{name}} (with --skip-invalid: reject them)",
+    )
     p.add_argument("--dedupe", action="store_true", help="drop exact duplicate rows (always reported)")
     p.add_argument("--force", action="store_true", help="replace an existing dataset of the same name")
     p.add_argument("--out-root", type=Path, help="where datasets go (default: FINETUNE_DATA_ROOT or data/prepared)")
@@ -103,13 +131,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def recipe_limit(recipe_id: str) -> SequenceLimit:
-    """The sequence length of recipe `recipe_id`, which token statistics count the longer rows against."""
+    """Recipe `recipe_id`'s length limit and what its framework does with longer rows, which token statistics count
+    against."""
     from finetune.frameworks import get_framework
     from finetune.prepare.options import SequenceLimit
     from finetune.recipes.recipe import resolve_recipe
 
     recipe = resolve_recipe(recipe_id)
-    return SequenceLimit(recipe_id, get_framework(recipe.framework).recipe_setup(recipe).max_length)
+    return SequenceLimit(recipe_id, get_framework(recipe.framework).length_policy(recipe.config, recipe.meta))
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -123,6 +152,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         kind=args.kind,
         columns=_pairs(args.map, "--map"),
         roles=_pairs(args.role, "--role"),
+        vars=_vars(args.var),
+        strict=args.strict,
         val_ratio=args.val_ratio,
         seed=args.seed,
         skip_invalid=args.skip_invalid,
@@ -143,6 +174,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def print_summary(result: PrepareResult) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(soft_wrap=True)  # paths and messages stay whole for copying
@@ -175,17 +207,43 @@ def print_summary(result: PrepareResult) -> None:
     tokens = m.token_stats
     if tokens and tokens.lengths:
         _print_token_stats(console, tokens)
-    for example in result.rejected_examples:
-        console.print(f"[red]rejected[/] {example}", highlight=False)
+    _print_placeholders(console, m.placeholders)
+    for example in result.rejected_examples:  # user text: escaped, rich would read `[...]` in it as markup
+        console.print(f"[red]rejected[/] {escape(example)}", highlight=False)
     for example in result.duplicate_examples:
-        console.print(f"[yellow]duplicate[/] {example}", highlight=False)
+        console.print(f"[yellow]duplicate[/] {escape(example)}", highlight=False)
     for note in m.notes:
-        console.print(f"[yellow]note[/] {note}", highlight=False)
+        console.print(f"[yellow]note[/] {escape(note)}", highlight=False)
     if result.status in ("written", "replaced"):
         console.print(f"use it: python -m finetune launch RECIPE --dataset {ds.name}")
 
 
+def _print_placeholders(console: Console, report: PlaceholderReport) -> None:
+    """What --var filled, and the placeholders left (user text escaped: rich would read `[...]` as markup)."""
+    from rich.markup import escape
+
+    filled = [f"{{{{{name}}}}} {count:,}" for name, count in report.filled.items() if count]
+    if filled:
+        console.print(f"[green]filled[/] placeholders: {', '.join(filled)}", highlight=False)
+    if not report.rows:
+        return
+    console.print(
+        f"[yellow]{_rows(report.rows)} {'holds' if report.rows == 1 else 'hold'} unfilled template placeholders[/] "
+        "(fill them with --var NAME=VALUE, or refuse them with --strict):",
+        highlight=False,
+    )
+    for name, rows in report.names.items():
+        ex = report.examples[name]
+        where = escape(f'{ex.location}: {ex.field}: "{ex.excerpt}"')
+        console.print(f"  {{{{{name}}}}} in {_rows(rows)}, first at {where}", highlight=False)
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
 def _print_token_stats(console: Console, tokens: TokenStats) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     keys = ("min", "p50", "p90", "p99", "max", "mean")
@@ -197,9 +255,13 @@ def _print_token_stats(console: Console, tokens: TokenStats) -> None:
     console.print(f"tokenizer: {tokens.tokenizer}")
     if tokens.seq_len is not None:
         style = "yellow" if tokens.rows_over_seq_len else "green"
+        over, rows = tokens.over_by_split or {}, tokens.rows_by_split or {}
+        counts = ", ".join(f"{over.get(split, 0):,} of {n:,} {split}" for split, n in rows.items() if n)
         console.print(
-            f"[{style}]{tokens.rows_over_seq_len:,} rows exceed {tokens.recipe}'s sequence length "
-            f"({tokens.seq_len:,}) and would be truncated[/]"
+            f"[{style}]{counts} rows are longer than {tokens.recipe}'s limit of {tokens.seq_len:,} tokens[/]",
+            highlight=False,
         )
-        for example in tokens.examples_over_seq_len:
-            console.print(f"  {example}")
+        if tokens.rows_over_seq_len:
+            console.print(f"  {escape(tokens.handling or '')}", highlight=False)
+        for example in tokens.examples_over_seq_len or []:
+            console.print(f"  {escape(example)}", highlight=False)

@@ -16,6 +16,7 @@ from finetune.paths import REPO_ROOT, cache_dir
 
 if TYPE_CHECKING:
     from finetune.prepare.datasets import PreparedDataset
+    from finetune.prepare.lengths import LengthPolicy
     from finetune.recipes.recipe import Recipe, RecipeMeta
 
 
@@ -100,6 +101,10 @@ class Framework:
                 raise FinetuneError(f"{recipe.path}: deepspeed: {file} not found.")
             ds = json.loads(path.read_text())
         return self.training_setup(recipe.config, recipe.meta, get_model(recipe.meta.model).config, deepspeed_json=ds)
+
+    def length_policy(self, config: dict[str, Any], meta: RecipeMeta) -> LengthPolicy:
+        """What this framework does, with `config`, to a row longer than its length limit."""
+        raise NotImplementedError
 
     # -- rendering ---------------------------------------------------------------------------------
     def render(

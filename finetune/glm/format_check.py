@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import random
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,6 +130,8 @@ CASES: list[dict[str, Any]] = [
     },
 ]
 
+
+SAMPLE_SEED = 0  # the rows a large dataset is checked on are the same on every node and every launch
 
 # The rejected answer of every preference case: reasoning and an answer, unlike any chosen one
 REJECTED = {"role": "assistant", "reasoning_content": "A guess will do.", "content": "I am not sure."}
@@ -325,6 +328,7 @@ _RENDERING_MODULES = (
     "finetune.frameworks.trainer.swift.render",
     "finetune.frameworks.trainer.swift.header_newline",
     "finetune.frameworks.trainer.swift.history_reasoning",
+    "finetune.frameworks.trainer.swift.tool_schemas",
     "finetune.frameworks.trainer.trained_spans",
 )
 
@@ -449,8 +453,9 @@ def _plan(request: FormatRequest, folder: Path) -> FormatReport | _Pending:
         kind = METHOD_DATA[recipe.meta.method]
         dataset = prepare_cases(folder, kind=kind)
         names = [c["name"] for c in cases(kind)]
-    lines = dataset.canonical_train.read_text(encoding="utf-8").splitlines()[: request.limit]
-    names = names or [f"{dataset.name} row {i + 1}" for i in range(len(lines))]
+    numbered = sample_rows(dataset.canonical_train, request.limit)
+    lines = [line for _, line in numbered]
+    names = names or [f"{dataset.name} canonical/train.jsonl:{n}" for n, _ in numbered]
     key = _cache_key(framework, settings, "\n".join(lines).encode(), tokenizer_dir)
     cached = cache_dir() / "format-checks" / f"{key}.json"
     if request.use_cache and cached.is_file():
@@ -461,6 +466,21 @@ def _plan(request: FormatRequest, folder: Path) -> FormatReport | _Pending:
     return _Pending(report, settings, dataset, names, lines, tokenizer_dir, cached)
 
 
+def sample_rows(path: Path, limit: int, seed: int = SAMPLE_SEED) -> list[tuple[int, str]]:
+    """(line number, line) of every row of `path` up to `limit` rows; of a larger file, `limit` rows drawn with a
+    fixed seed (reservoir sampling: one pass, `limit` lines held), in file order."""
+    rng = random.Random(seed)
+    kept: list[tuple[int, str]] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if len(kept) < limit:
+                kept.append((n, line))
+            elif (j := rng.randrange(n)) < limit:
+                kept[j] = (n, line)
+    return sorted(kept)
+
+
 def _store(cached: Path, report: FormatReport) -> None:
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp_file = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -469,7 +489,7 @@ def _store(cached: Path, report: FormatReport) -> None:
 
 
 def _first_rows(dataset, lines: list[str], folder: Path):
-    """A large dataset is checked on its first rows, prepared again from its canonical form."""
+    """A large dataset is checked on a sample of its rows (sample_rows), prepared again from their canonical form."""
     from finetune.prepare.pipeline import PrepareOptions, prepare
 
     source = folder / "first_rows.jsonl"

@@ -31,6 +31,7 @@ from finetune.launch.resume import check_same_config, resume_request
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, attempt_config_name, check_fresh, default_run_dir
 from finetune.launch.topology import Topology, resolve_topology
 from finetune.paths import cache_dir
+from finetune.prepare.lengths import OverLength
 from finetune.prepare.manifest import Manifest
 from finetune.recipes.overrides import apply_overrides, parse_overrides
 from finetune.recipes.recipe import Recipe, RecipeMeta, resolve_recipe
@@ -79,6 +80,7 @@ class LaunchPlan:
     model: str
     dataset: str | None
     dataset_manifest: Manifest | None  # the prepared dataset's manifest (None: the config names its data itself)
+    dataset_root: Path | None  # the prepared dataset's folder (None: the config names its data itself)
     overrides: Mapping[str, Any]
     warnings: tuple[str, ...]
     tracking: Tracking
@@ -87,6 +89,7 @@ class LaunchPlan:
     skipped_checkpoints: tuple[Skipped, ...] = ()  # newer checkpoints a resume passed over, with why
     join_timeout: float = JOIN_TIMEOUT_S
     nvme_path: Path | None = None
+    lengths: OverLength | None = None  # the over-length rows and what the framework does with them (launch/lengths.py)
 
     @property
     def config_name(self) -> str:
@@ -191,6 +194,7 @@ def plan_launch(req: LaunchRequest, *, check: bool = True, preview: bool = False
         model=model,
         dataset=dataset_name,
         dataset_manifest=dataset.manifest if dataset is not None else None,
+        dataset_root=dataset.root if dataset is not None else None,
         overrides=overrides,
         warnings=(*warnings, *tracking.warnings),
         tracking=tracking,

@@ -4,16 +4,21 @@ check, the messages, the run on this node and its verdict. `finetune demo` goes 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from finetune.catalog import MAX_DROPPED_ROWS
 from finetune.errors import FinetuneError, say
 from finetune.launch.execute import execute
+from finetune.launch.lengths import check_lengths, trained_rows_line
 from finetune.launch.plan import LaunchPlan
 from finetune.launch.run_state import STOPPED_EXIT, read_stop_marker
+
+FORMAT_SAMPLE_ROWS = 200  # rows of the dataset the launch's format check renders (all of a smaller one)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,7 @@ class LaunchOptions:
     skip_format_check: bool = False
     verbose: bool = False  # show the frameworks' full output, not only progress lines (the log has it always)
     stop_grace: float | None = None  # seconds to checkpoint after a stop request (None: as long as it takes)
+    max_dropped_rows: float = MAX_DROPPED_ROWS  # share of training rows the framework may delete for length
 
 
 def check_memory(plan: LaunchPlan, options: LaunchOptions) -> None:
@@ -68,16 +74,47 @@ def detected_gpu() -> str | None:
 
 
 def check_format(plan: LaunchPlan, options: LaunchOptions) -> None:
-    """Refuse a run whose trained tokens differ from GLM-4.5's own format (finetune check-format)."""
-    from finetune.glm.format_check import check_format as compare
+    """Refuse a run whose trained tokens differ from the model's own format (finetune check-format): the format
+    cases, and a sample of the dataset it trains, rendered by the framework as training renders them, against the
+    chat template of the model it trains (its folder's own, else the official one the replica carries)."""
+    from finetune.glm.format_check import FormatRequest, check_formats
+    from finetune.prepare.datasets import load_prepared
 
     if options.skip_format_check:
-        print("warning: --skip-format-check: the training format was NOT compared with GLM-4.5's", file=sys.stderr)
+        print("warning: --skip-format-check: the training format was NOT compared with the model's", file=sys.stderr)
         return
-    report = compare(plan.recipe, plan.config)
-    if report.trained_mismatch:
-        raise FinetuneError(report.summary() + "\n(--skip-format-check launches anyway)")
-    print(report.summary(), file=sys.stderr)
+    template, source = reference_template(plan)
+    requests = [FormatRequest(plan.recipe, plan.config, tokenizer_dir=template)]
+    if plan.dataset_root is not None:
+        dataset = load_prepared(plan.dataset_root)
+        requests.append(FormatRequest(plan.recipe, plan.config, dataset, template, limit=FORMAT_SAMPLE_ROWS))
+    reports = check_formats(requests)
+    mismatched = [r for r in reports if r.trained_mismatch]
+    if mismatched:
+        text = "\n".join(r.summary() for r in mismatched)
+        raise FinetuneError(f"{text}\n(against {source}; --skip-format-check launches anyway)")
+    for report in reports:
+        print(report.summary(), file=sys.stderr)
+    print(f"format: compared with {source}", file=sys.stderr)
+
+
+def reference_template(plan: LaunchPlan) -> tuple[Path, str]:
+    """The tokenizer folder whose chat template the training text must equal, and how to say which it is: the
+    `--model` folder when it has a chat template of its own, else the replica's copy of the official one."""
+    from finetune.replica.build import ensure_replica
+
+    folder = Path(plan.model)
+    if folder.is_dir() and has_chat_template(folder):
+        return folder, f"{folder}'s own chat template"
+    official = ensure_replica(plan.recipe.meta.model)
+    return official, f"the official {plan.recipe.meta.model} chat template"
+
+
+def has_chat_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
 
 
 def run(plan: LaunchPlan, options: LaunchOptions) -> int:
@@ -86,6 +123,8 @@ def run(plan: LaunchPlan, options: LaunchOptions) -> int:
     from finetune.launch.plan import DEEPSPEED_NAME
 
     check_nvme(plan.files.get(DEEPSPEED_NAME), f"{plan.recipe.id}'s DeepSpeed config")
+    # a resume trains what the first attempt accepted: its length limit was checked then
+    plan = check_lengths(plan, options.max_dropped_rows if plan.attempt == 0 else 1.0)
     check_format(plan, options)
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -98,6 +137,9 @@ def run(plan: LaunchPlan, options: LaunchOptions) -> int:
     if note:
         say(note)
     code = execute(plan, verbose=options.verbose, stop_grace=options.stop_grace)
+    rows = trained_rows_line(plan)
+    if rows:
+        print(rows, flush=True)
     print(f"{plan.recipe.id} {outcome(plan, code)}", flush=True)
     hint = sync_hint(plan)
     if hint:

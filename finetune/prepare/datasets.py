@@ -11,13 +11,14 @@ The root is `data/prepared/` in the repository; `FINETUNE_DATA_ROOT` or `--out-r
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from finetune.errors import FinetuneError, suggest
 from finetune.paths import DATA_DIR
-from finetune.prepare.manifest import MANIFEST, Kind, Manifest, load_manifest
+from finetune.prepare.manifest import FORMAT_VERSION, MANIFEST, Kind, Manifest, load_manifest
 
 LF_REGISTRY = "dataset_info.json"
 
@@ -97,6 +98,12 @@ def load_prepared(folder: Path) -> PreparedDataset:
     try:
         manifest = load_manifest(folder)
     except (OSError, ValueError) as exc:
+        older = _older_format(folder)
+        if older is not None:
+            raise FinetuneError(
+                f"{folder}: prepared by an older `finetune prepare` (format {older}; this one reads "
+                f"{FORMAT_VERSION}): prepare it again with the same command and `--force`."
+            ) from exc
         raise FinetuneError(f"{folder}: not a prepared dataset ({exc}); run `python -m finetune prepare`.") from exc
     dataset = PreparedDataset(manifest.name, folder, manifest.kind, manifest)
     missing = [rel for rel in manifest.outputs if not (folder / rel).is_file()]
@@ -106,6 +113,15 @@ def load_prepared(folder: Path) -> PreparedDataset:
             "prepare it again with `--force`."
         )
     return dataset
+
+
+def _older_format(folder: Path) -> int | None:
+    """The format version of a manifest an older `prepare` wrote, if that is what `folder` holds."""
+    try:
+        version = json.loads((folder / MANIFEST).read_text()).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and version < FORMAT_VERSION else None
 
 
 def list_datasets(root: Path | str | None = None) -> list[str]:

@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from finetune.prepare.datasets import LF_REGISTRY
-from finetune.prepare.manifest import Manifest, ShapingOptions, to_json
+from finetune.prepare.manifest import FORMAT_VERSION, Manifest, ShapingOptions, to_json
 from finetune.prepare.readers.source import Source, arrow_files
-
-FORMAT_VERSION = 2
-"""Bump when a change to conversion or writing changes what `prepare` produces from the same input."""
 
 HASH_CHUNK = 1 << 22
 

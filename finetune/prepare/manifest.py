@@ -16,6 +16,8 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 MANIFEST = "manifest.json"
+FORMAT_VERSION = 3
+"""Bump when a change to conversion or writing changes what `prepare` produces from the same input."""
 
 Kind = Literal["sft", "preference", "rl"]
 
@@ -43,9 +45,11 @@ class ShapingOptions:
     kind: str
     map: dict[str, str]
     roles: dict[str, str]
+    vars: dict[str, str]  # --var NAME=VALUE: placeholders filled before validation
     val_ratio: float
     seed: int
     skip_invalid: bool
+    strict: bool  # unfilled placeholders are invalid rows
     dedupe: bool
     split: str | None
 
@@ -90,8 +94,28 @@ class Statistics:
 
 
 @dataclass(frozen=True)
+class PlaceholderExample:
+    """Where a placeholder first occurs in the written rows."""
+
+    location: str  # file:line of the input row
+    field: str  # where in the canonical row: messages[2].content, chosen.content, ...
+    excerpt: str  # the text around it
+
+
+@dataclass(frozen=True)
+class PlaceholderReport:
+    """Template placeholders (`{{name}}`) still in the written rows, and those `--var` filled."""
+
+    rows: int  # rows holding at least one unfilled placeholder
+    names: dict[str, int]  # name -> rows holding it, most first
+    examples: dict[str, PlaceholderExample]  # name -> its first occurrence
+    filled: dict[str, int]  # --var name -> placeholders it filled
+
+
+@dataclass(frozen=True)
 class TokenStats:
-    """Token lengths of the rows; the sequence-length check only when a recipe's length was given."""
+    """Token lengths of the rows (each row's longest training sequence, its stop token included); the rows over a
+    recipe's length limit, per split, and what its framework does with them, only when a recipe was given."""
 
     tokenizer: str
     lengths: Percentiles | None
@@ -99,6 +123,9 @@ class TokenStats:
     seq_len: int | None = _only_with("seq_len")
     rows_over_seq_len: int | None = _only_with("seq_len")
     examples_over_seq_len: list[str] | None = _only_with("seq_len")
+    over_by_split: dict[str, int] | None = _only_with("seq_len")  # rows over the limit, per split
+    rows_by_split: dict[str, int] | None = _only_with("seq_len")
+    handling: str | None = _only_with("seq_len")  # what the recipe's framework does with them, and the setting
 
 
 @dataclass(frozen=True)
@@ -134,6 +161,7 @@ class Manifest:
     options: ShapingOptions
     counts: RowCounts
     statistics: Statistics
+    placeholders: PlaceholderReport
     token_stats: TokenStats | None
     outputs: dict[str, OutputFile]  # path inside the dataset folder -> what was written there
     llamafactory: LlamaFactoryEntry | None  # None for RL prompts

@@ -1,7 +1,8 @@
 """What one `prepare` run is asked to do, checked before any data is read.
 
-Everything here is a plain value: the CLI (finetune/cli/prepare.py) resolves a `--recipe` into the sequence
-length token statistics check against, so preparing data needs neither recipes nor frameworks.
+Everything here is a plain value: the CLI (finetune/cli/prepare.py) resolves a `--recipe` into its length limit
+and what its framework does with longer rows, which token statistics count against, so preparing data needs
+neither recipes nor frameworks.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 from finetune.errors import FinetuneError
 from finetune.prepare.layouts import KINDS, LAYOUTS
+from finetune.prepare.lengths import LengthPolicy
 from finetune.prepare.manifest import ShapingOptions
+from finetune.prepare.placeholders import NAME as PLACEHOLDER_NAME
 
 ROLE_TARGETS = ("system", "user", "assistant", "tool", "function_call", "tool_call")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -20,10 +23,14 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class SequenceLimit:
-    """A recipe's sequence length: token statistics count the rows longer than it (they would be truncated)."""
+    """A recipe's length limit and what its framework does with longer rows: token statistics count them."""
 
     recipe: str  # the recipe's id, as the summary and the manifest name it
-    seq_len: int
+    policy: LengthPolicy
+
+    @property
+    def seq_len(self) -> int | None:
+        return self.policy.limit
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class PrepareOptions:
     kind: str = "auto"
     columns: dict[str, str] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)  # --var NAME=VALUE, filled into `{{NAME}}` literally
+    strict: bool = False  # an unfilled placeholder makes the row invalid
     val_ratio: float = 0.0
     seed: int = 0
     skip_invalid: bool = False
@@ -54,9 +63,11 @@ class PrepareOptions:
             kind=self.kind,
             map=dict(sorted(self.columns.items())),
             roles=dict(sorted(self.roles.items())),
+            vars=dict(sorted(self.vars.items())),
             val_ratio=self.val_ratio,
             seed=self.seed,
             skip_invalid=self.skip_invalid,
+            strict=self.strict,
             dedupe=self.dedupe,
             split=self.split,
         )
@@ -78,3 +89,9 @@ class PrepareOptions:
         for tag, role in self.roles.items():
             if role not in ROLE_TARGETS:
                 raise FinetuneError(f"--role {tag}={role}: map tags to one of {', '.join(ROLE_TARGETS)}.")
+        for name in self.vars:
+            if not PLACEHOLDER_NAME.match(name):
+                raise FinetuneError(
+                    f"--var {name}: a placeholder's name is letters, digits, `_`, `.` and `-`, starting with a letter "
+                    "or `_` (write `--var name=Ada` to fill `{{name}}`)."
+                )

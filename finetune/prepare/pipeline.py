@@ -9,6 +9,7 @@ a different one unless `--force` says so. Re-running on the same input with the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 from finetune.errors import FinetuneError
 from finetune.prepare.datasets import PreparedDataset, data_root, load_prepared
 from finetune.prepare.fingerprint import content_hash, outputs_intact
-from finetune.prepare.manifest import Manifest, read_manifest, write_manifest
+from finetune.prepare.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest, write_manifest
 from finetune.prepare.options import PrepareOptions, SequenceLimit
 from finetune.prepare.readers import expand_inputs
 from finetune.prepare.run import Run
@@ -52,8 +53,9 @@ def prepare(options: PrepareOptions) -> PrepareResult:
         status = _refresh_token_stats(folder, existing, options)
         return PrepareResult(status, load_prepared(folder), time.monotonic() - started)
     if folder.exists() and not options.force:
+        what = _what_is_there(folder, existing, options.name, digest)
         raise FinetuneError(
-            f"{folder} already holds {_what_is_there(existing, options.name, digest)}; it is never overwritten. "
+            f"{folder} already holds {what}; it is never overwritten. "
             "Choose another --name, or pass --force to replace it."
         )
     root.mkdir(parents=True, exist_ok=True)
@@ -74,13 +76,25 @@ def prepare(options: PrepareOptions) -> PrepareResult:
     )
 
 
-def _what_is_there(existing: Manifest | None, name: str, digest: str | None) -> str:
+def _what_is_there(folder: Path, existing: Manifest | None, name: str, digest: str | None) -> str:
+    version = existing.format_version if existing is not None else _written_format(folder)
+    if version is not None and version < FORMAT_VERSION:
+        return f"dataset `{name}` written by an older `prepare` (format {version}, this one writes {FORMAT_VERSION})"
     if existing is None:
         return "a folder that is not a prepared dataset"
     if existing.content_hash == digest:
         return f"dataset `{name}` with files missing or changed"
     origin = ", ".join(s.path for s in existing.sources) or "other inputs"
     return f"dataset `{name}` prepared from {origin} (other content or options)"
+
+
+def _written_format(folder: Path) -> int | None:
+    """The format version of a manifest today's types cannot read (an older `prepare` wrote it), if it has one."""
+    try:
+        version = json.loads((folder / MANIFEST).read_text()).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) else None
 
 
 def _move_into_place(staging: Path, folder: Path) -> str:

@@ -1,5 +1,5 @@
-"""One pass over the inputs: every row read, converted, validated, checked against the rows before it, split and
-written, or rejected with its reason.
+"""One pass over the inputs: every row read, converted, its `--var` placeholders filled (placeholders.py), validated,
+checked against the rows before it, split and written, or rejected with its reason.
 
 Memory stays bounded whatever the input size: rows are written as they are read, and the only per-row state
 kept is a 16-byte hash (to find exact duplicates) and the row's length (for percentiles).
@@ -16,12 +16,12 @@ from pathlib import Path
 from finetune.errors import FinetuneError
 from finetune.prepare.consistency import ColumnTypes
 from finetune.prepare.datasets import LF_REGISTRY
-from finetune.prepare.fingerprint import FORMAT_VERSION
 from finetune.prepare.jsonio import dumps
 from finetune.prepare.layouts.base import ConvertOptions
 from finetune.prepare.layouts.convert import RowConverter
-from finetune.prepare.manifest import LlamaFactoryEntry, Manifest, RowCounts, SourceEntry, SwiftEntry
+from finetune.prepare.manifest import FORMAT_VERSION, LlamaFactoryEntry, Manifest, RowCounts, SourceEntry, SwiftEntry
 from finetune.prepare.options import PrepareOptions
+from finetune.prepare.placeholders import Placeholders
 from finetune.prepare.problems import RowProblem
 from finetune.prepare.readers import RawRow, Source, read_source
 from finetune.prepare.stats import ContentStats
@@ -63,6 +63,7 @@ class Run:
         self.rejects: JsonlOut | None = None
         self.stats = ContentStats()
         self.types = ColumnTypes()
+        self.placeholders = Placeholders(options.vars, options.strict)
         self.seen: set[bytes] = set()
         self.key = options.seed.to_bytes(8, "little", signed=True)
         self.val_threshold = int(options.val_ratio * (1 << 64))
@@ -111,8 +112,10 @@ class Run:
         try:
             refuse_kto(raw.data)
             converted = self.converter.convert(raw.data, self.kind, arrow=raw.from_arrow)
-            row = converted.row
+            scan = self.placeholders.fill(converted.row)
+            row = scan.row
             validate_row(row, converted.kind)
+            self.placeholders.refuse(scan)
             try:
                 line = dumps(row)
             except ValueError as exc:
@@ -145,6 +148,7 @@ class Run:
         self.split_rows[split] += 1
         self.kept += 1
         self.stats.add(row, converted.layout, line)
+        self.placeholders.count(raw.location, scan)
 
     def reject(self, raw: RawRow, problem: RowProblem, *, whole_file: bool = False) -> None:
         message = problem.describe(raw.location)
@@ -209,6 +213,7 @@ class Run:
                 val=self.split_rows["val"],
             ),
             statistics=self.stats.summary(),
+            placeholders=self.placeholders.report(),
             token_stats=None,
             outputs=outputs,
             llamafactory=self._llamafactory_registry(),
@@ -245,4 +250,4 @@ class Run:
             )
         if self.duplicates and not options.dedupe:
             notes.append(f"{self.duplicates} exact duplicate rows kept (drop them with --dedupe).")
-        return notes
+        return notes + self.placeholders.notes()

@@ -1,26 +1,22 @@
-"""Token statistics: how long every prepared conversation is in tokens, and which rows a recipe would truncate.
+"""Token statistics: how long every prepared conversation is in tokens, and what a recipe does with the longer ones.
 
 Every canonical conversation is rendered with the tokenizer's own chat template (what the model sees) and its
-tokens counted, so a user sees how many rows a recipe's sequence length would truncate before a GPU is touched.
+tokens counted, so a user sees how many rows a recipe's framework would cut or delete before a GPU is touched.
 Without `--tokenizer` the replica's tokenizer is used: GLM-4.5's template, byte-level tokens (an upper bound).
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from finetune.errors import FinetuneError
-from finetune.prepare.jsonio import loads
+from finetune.prepare.lengths import SPLITS, count_over, measure
 from finetune.prepare.manifest import TokenStats
 from finetune.prepare.options import PrepareOptions, SequenceLimit
 from finetune.prepare.readers import HUB_ID
 from finetune.prepare.stats import percentiles
 
-TOKEN_BATCH = 256
-OVER_LIMIT_EXAMPLES = 5
 REPLICA_TOKENIZER = "replica (byte-level stand-in: counts are bytes, an upper bound on GLM-4.5 tokens)"
 
 
@@ -74,63 +70,33 @@ def replica_tokenizer_dir() -> Path:
     return folder
 
 
-def _conversations(row: dict[str, Any], kind: str) -> list[tuple[list[dict[str, Any]], bool]]:
-    """(messages, add_generation_prompt) for each text a row turns into during training."""
-    if kind == "preference":
-        return [(row["messages"] + [row[k]], False) for k in ("chosen", "rejected")]
-    return [(row["messages"], kind == "rl")]
-
-
-def _canonical_rows(folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    for split in ("train", "val"):
-        path = folder / "canonical" / f"{split}.jsonl"
-        if not path.is_file():
-            continue
-        with open(path, "rb") as f:
-            for n, line in enumerate(f, 1):
-                yield f"canonical/{split}.jsonl:{n}", loads(line)
-
-
 def token_stats(
     folder: Path, kind: str, tokenizer_path: Path | str, label: str, limit: SequenceLimit | None
 ) -> TokenStats:
-    """Token lengths of every prepared row, rendered with the tokenizer's chat template."""
+    """Token lengths of every prepared row, rendered with the tokenizer's chat template (finetune/prepare/lengths.py);
+    with a recipe's limit, the rows over it per split and what the recipe's framework does with them."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_path))
     if not tok.chat_template:
         raise FinetuneError(f"--tokenizer {tokenizer_path}: the tokenizer has no chat template to render with.")
-    seq_len = limit.seq_len if limit is not None else None
-    lengths = array("I")
-    over: list[str] = []
-    n_over = 0
-    batch: list[tuple[str, list[str]]] = []
-
-    def flush() -> None:
-        nonlocal n_over
-        texts = [t for _, ts in batch for t in ts]
-        ids = tok(texts, add_special_tokens=False)["input_ids"]
-        i = 0
-        for location, ts in batch:
-            longest = max(len(x) for x in ids[i : i + len(ts)])
-            i += len(ts)
-            lengths.append(longest)
-            if seq_len is not None and longest > seq_len:
-                n_over += 1
-                if len(over) < OVER_LIMIT_EXAMPLES:
-                    over.append(f"{location} ({longest} tokens)")
-        batch.clear()
-
-    for location, row in _canonical_rows(folder):
-        texts = [
-            tok.apply_chat_template(msgs, tools=row["tools"] or None, tokenize=False, add_generation_prompt=gen)
-            for msgs, gen in _conversations(row, kind)
-        ]
-        batch.append((location, texts))
-        if len(batch) >= TOKEN_BATCH:
-            flush()
-    if batch:
-        flush()
-    if limit is None:
-        return TokenStats(label, percentiles(lengths))
-    return TokenStats(label, percentiles(lengths), limit.recipe, limit.seq_len, n_over, over)
+    lengths = measure(folder, kind, tok)
+    every = array("I", (n for split in SPLITS for n in lengths.tokens[split]))
+    if limit is None or limit.seq_len is None:
+        return TokenStats(label, percentiles(every))
+    report = count_over(lengths, limit.policy, label)
+    handling = f"{limit.policy.consequence()} ({limit.policy.setting})"
+    answers = sum(count.answer_over for count in report.splits.values())
+    if answers:
+        handling += f"; in {answers:,} of them the answer alone is longer than the limit and is cut as well"
+    return TokenStats(
+        label,
+        percentiles(every),
+        limit.recipe,
+        limit.seq_len,
+        report.over,
+        [f"{location} ({tokens:,} tokens)" for location, tokens in report.longest],
+        {split: count.over for split, count in report.splits.items()},
+        {split: count.rows for split, count in report.splits.items()},
+        handling,
+    )

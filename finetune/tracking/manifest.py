@@ -97,6 +97,29 @@ def _dataset(plan: LaunchPlan) -> dict[str, Any]:
         "content_hash": prepared.content_hash,
         "rows": {"train": prepared.counts.train, "val": prepared.counts.val},
         "sources": [{"path": s.path, "rows": s.rows_read} for s in prepared.sources],
+        **_over_length(plan),
+        "rows_trained": None,  # the trainer writes what it iterates when training starts (trainer/trained_rows.py)
+    }
+
+
+def _over_length(plan: LaunchPlan) -> dict[str, Any]:
+    """What the launch counted: rows over the framework's length limit, what it does with them, and so the rows
+    it is expected to train (the trainer's own count follows in `rows_trained`)."""
+    report = plan.lengths
+    if report is None:
+        return {"over_length": None, "rows_expected": None}
+    policy = report.policy
+    deleted = report.deleted
+    return {
+        "over_length": {
+            "limit": policy.limit,
+            "action": policy.action,
+            "setting": policy.setting,
+            "tokenizer": report.tokenizer,
+            "rows": {split: count.over for split, count in report.splits.items()},
+            "longest": [{"row": location, "tokens": tokens} for location, tokens in report.longest],
+        },
+        "rows_expected": {split: count.rows - deleted[split] for split, count in report.splits.items()},
     }
 
 

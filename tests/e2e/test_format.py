@@ -36,6 +36,9 @@ def _without(recipe_id: str, key: str) -> dict:
 
 
 AGENT_FIXTURE = Path(__file__).parent / "fixtures" / "agent_trajectories.jsonl"
+# ShareGPT with function_call / observation turns and OpenAI rows with JSON-text arguments, their tool schemas as
+# published ones are written: `"required": null`, `"default": null`, a `["number", "null"]` type
+PUBLIC_TOOLS_FIXTURE = Path(__file__).parent / "fixtures" / "public_tools.jsonl"
 LORA = {"swift": "swift/glm45-air_lora_4xh100", "llamafactory": "llamafactory/glm45-air_lora_4xh100"}
 CONTEXT_TURN = {  # the first answer is context only (LLaMA-Factory's loss_weight 0)
     "messages": [
@@ -55,7 +58,7 @@ def user_datasets(tmp_path_factory):
     context = root / "context_turn.jsonl"
     context.write_text(json.dumps(CONTEXT_TURN) + "\n")
     out = {}
-    for name, path in (("agent", AGENT_FIXTURE), ("context_turn", context)):
+    for name, path in (("agent", AGENT_FIXTURE), ("context_turn", context), ("public_tools", PUBLIC_TOOLS_FIXTURE)):
         options = PrepareOptions([str(path)], name, out_root=root / "data", token_stats=False, progress=False)
         out[name] = prepare(options).dataset
     return out
@@ -105,6 +108,17 @@ def test_agent_trajectories_train_as_glm45_renders_them(framework, user_datasets
     call is trained with the `<|observation|>` that hands the turn to the tools, in both frameworks."""
     dataset = user_datasets["agent"]
     report = check_format(resolve_recipe(LORA[framework]), dataset=dataset, tokenizer_dir=air_replica)
+    assert report.rows == 3 and report.differences == [], report.summary()
+
+
+@pytest.mark.parametrize("framework", list(LORA))
+def test_tool_schemas_reach_training_as_glm45_renders_them_nulls_included(framework, user_datasets, air_replica):
+    """The whole text, not only the trained tokens: the tool block is what the served model is prompted with.
+    ms-swift removes nulls from tool schemas (Arrow padding to it); the prepared files hold tools as JSON text,
+    whose nulls are the user's, and the repository's loader fix keeps them (trainer/swift/tool_schemas.py)."""
+    report = check_format(
+        resolve_recipe(LORA[framework]), dataset=user_datasets["public_tools"], tokenizer_dir=air_replica
+    )
     assert report.rows == 3 and report.differences == [], report.summary()
 
 

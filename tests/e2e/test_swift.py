@@ -25,13 +25,14 @@ from finetune.frameworks import get_framework
 from finetune.launch.checkpoints import latest_complete
 from finetune.launch.plan import LaunchRequest, check_together, plan_launch
 from finetune.launch.run_state import STOPPED_EXIT, State, read_state
+from finetune.prepare.datasets import resolve_dataset
 from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
 from tests.helpers.gpu_extras import require_modules
 from tests.helpers.merge import merge_difference
-from tests.helpers.nodes import Node, free_port, process_tree, two_nodes
+from tests.helpers.nodes import Node, one_node, process_tree, two_nodes
 from tests.helpers.precheck import precheck
 
 SWIFT = get_framework("swift")
@@ -48,8 +49,7 @@ def _shrunk(recipe_id: str, steps: int = STEPS) -> list[str]:
 
 
 def _swift_args(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str, steps: int = STEPS) -> list[str]:
-    cluster = ["--nnodes", "1", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1"]
-    args = [recipe_id, "--model", str(replica), "--run-dir", str(run_dir), *cluster, "--master-port", str(free_port())]
+    args = [recipe_id, "--model", str(replica), "--run-dir", str(run_dir), *one_node(nproc)]
     return [*args, *_shrunk(recipe_id, steps), *extra]
 
 
@@ -105,6 +105,7 @@ LORA = "swift/glm45-air_lora_4xh100"
 NO_DEEPSPEED = ("--set", "deepspeed=null")
 SINGLE = (*NO_DEEPSPEED, "--set", "per_device_train_batch_size=2")  # the global batch of two ranks of batch 1
 DPO_STEPS = 32
+RECORD_SPANS = "tests.helpers.trained_batches:RecordTrainedSpans"  # what the trainer trains, recorded from inside
 TRAINED = [  # the launches of the training tests below: (recipe, extra arguments, steps)
     (LORA, (), STEPS),
     (LORA, NO_DEEPSPEED, STEPS),
@@ -281,12 +282,32 @@ def test_dpo_learns_to_prefer_the_chosen_answers(runs, air_replica):
     follows: over a pass and a half of the sample pairs the loss falls below ln 2 and the reward margin (chosen
     minus rejected) grows."""
     run_dir = runs / "dpo"
-    _swift_launch("swift/glm45-air_dpo_4xh100", run_dir, air_replica, 1, *NO_DEEPSPEED, steps=DPO_STEPS)
+    record = {"FINETUNE_CALLBACKS": RECORD_SPANS, "TRAINED_SPANS_OUT": str(runs / "dpo-spans.jsonl")}
+    _swift_launch("swift/glm45-air_dpo_4xh100", run_dir, air_replica, 1, *NO_DEEPSPEED, env=record, steps=DPO_STEPS)
     rows = _logged(run_dir)
     assert len(rows) == DPO_STEPS and rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)
     first, last = rows[:8], rows[-8:]
     assert _mean(last, "loss") < math.log(2) - 0.05, [r["loss"] for r in rows]
     assert _mean(last, "rewards/margins") > _mean(first, "rewards/margins") + 0.1, [r["rewards/margins"] for r in rows]
+
+    # the loss mask the trainer applied (its own dataset through its own collator) is GLM-4.5's, pair for pair:
+    # what check-format renders and holds to the official rendering is what DPO trains
+    from transformers import AutoTokenizer
+
+    from finetune.glm.format_check import expected_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(air_replica)
+    dataset = resolve_dataset("sample_preference")
+    official = sorted(
+        (want["chosen"]["text"], want["chosen"]["trained"], want["rejected"]["text"], want["rejected"]["trained"])
+        for row in map(json.loads, dataset.canonical_train.read_text().splitlines())
+        for want in [expected_rows(tokenizer, row, "preference")]
+    )
+    trained = sorted(
+        (chosen["text"], chosen["trained"], rejected["text"], rejected["trained"])
+        for chosen, rejected in (json.loads(line)["sequences"] for line in (runs / "dpo-spans.jsonl").open())
+    )
+    assert trained == official
 
 
 @pytest.mark.train

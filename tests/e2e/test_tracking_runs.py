@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from finetune.tracking.offline_reader import OfflineRun, offline_run_dirs, read_offline_run
 from tests.conftest import REPO_ROOT, run_cli
-from tests.helpers.nodes import Node
+from tests.helpers.nodes import Node, free_port, one_node
 from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
@@ -42,12 +41,6 @@ MANIFEST_KEYS = set(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(tmp: Path) -> dict[str, str]:
     no_wandb_settings = {"WANDB_PROJECT": "", "WANDB_MODE": ""}
     leaky = {"FINETUNE_CALLBACKS": "tests.helpers.trainer_faults:PrintsSecrets"}  # the workers print them
@@ -57,10 +50,9 @@ def _env(tmp: Path) -> dict[str, str]:
 def _launch_args(recipe_id: str, run_dir: Path, replica: Path, nproc: int, *extra: str) -> list[str]:
     recipe = resolve_recipe(recipe_id)
     where = ["--model", str(replica), "--run-dir", str(run_dir)]
-    cluster = ["--nnodes", "1", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1"]
-    port = ["--master-port", str(_free_port())]
+    cluster = one_node(nproc)
     wandb = ["--wandb-project", "glm45-tests", "--wandb-mode", "offline", "--wandb-tags", "ci,replica"]
-    args = [recipe_id, *where, *cluster, *port, *wandb]
+    args = [recipe_id, *where, *cluster, *wandb]
     for key, value in get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta).items():
         args += ["--set", format_override(key, value)]
     return [*args, *extra]
@@ -138,7 +130,7 @@ def lf_stopped(runs, air_replica):
 @pytest.fixture(scope="module")
 def lf_resumed(runs, lf_stopped):
     run_dir, _, _ = lf_stopped
-    out = run_cli("launch", "--resume", str(run_dir), "--master-port", str(_free_port()), env=_env(runs), timeout=900)
+    out = run_cli("launch", "--resume", str(run_dir), "--master-port", str(free_port()), env=_env(runs), timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
     return run_dir, out
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from finetune.frameworks import get_framework
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
 from tests.conftest import run_cli
+from tests.helpers.nodes import one_node
 from tests.helpers.precheck import precheck
 
 pytestmark = pytest.mark.train
@@ -26,30 +26,10 @@ RECIPE = "llamafactory/glm45-air_lora_4xh100"
 STEPS = 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch_args(run_dir: Path, replica: Path, nproc: int, *extra: str) -> list[str]:
     recipe = resolve_recipe(RECIPE)
     overrides = get_framework(recipe.framework).cpu_smoke_overrides(STEPS, recipe.meta)
-    args = [
-        RECIPE,
-        "--model",
-        str(replica),
-        "--run-dir",
-        str(run_dir),
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        str(nproc),
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(_free_port()),
-    ]
+    args = [RECIPE, "--model", str(replica), "--run-dir", str(run_dir), *one_node(nproc)]
     for key, value in overrides.items():
         args += ["--set", format_override(key, value)]
     return [*args, *extra]
@@ -103,6 +83,11 @@ def test_single_process_trains(single_run):
     assert record["recipe"] == RECIPE and record["overrides"]["deepspeed"] is None
     assert record["command"][-1] == str(single_run / "config.yaml")
     assert (single_run / "logs" / "node0.log").stat().st_size > 0
+    # LLaMA-Factory shortens over-length rows, never deletes them: every prepared row is trained, as expected
+    dataset = json.loads((single_run / "manifest.json").read_text())["dataset"]
+    trained, expected, prepared = (dataset[k]["train"] for k in ("rows_trained", "rows_expected", "rows"))
+    assert trained == expected == prepared
+    assert dataset["over_length"]["action"] == "truncate_turns"
 
 
 def test_zero3_two_processes_trains(zero3_run):

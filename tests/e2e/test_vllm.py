@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from finetune.serving.engine import find_engine
 from finetune.serving.serve import check_engine_args, engine_verdicts, plan_serve
 from tests.conftest import REPO_ROOT, run_cli
 from tests.helpers.merge import merge_difference
+from tests.helpers.nodes import free_port, one_node
 
 pytestmark = [pytest.mark.vllm, pytest.mark.train]
 
@@ -69,12 +69,6 @@ SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
 START_WAIT_S = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
@@ -96,14 +90,7 @@ def _train_and_export(framework: str, replica: Path, data_root: Path, run_dir: P
         "tool_proof",
         "--run-dir",
         str(run_dir),
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        "1",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(_free_port()),
+        *one_node(),
         *sets,
         env={"FINETUNE_DATA_ROOT": str(data_root), "OMP_NUM_THREADS": "1"},  # the two frameworks train side by side
         timeout=900,
@@ -117,7 +104,7 @@ def _train_and_export(framework: str, replica: Path, data_root: Path, run_dir: P
 def _start_server(run_dir: Path, *extra: str) -> subprocess.Popen:
     """`finetune serve RUN_DIR --run`, as a user starts it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "finetune", "serve", str(run_dir), "--run", "--port", str(_free_port()), *extra],
+        [sys.executable, "-m", "finetune", "serve", str(run_dir), "--run", "--port", str(free_port()), *extra],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -276,7 +263,7 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(trained, tmp_path):
         elif item.is_file():
             target.write_bytes(item.read_bytes())
     start = time.monotonic()
-    out = run_cli("serve", str(broken), "--run", "--port", str(_free_port()), env=SERVER_ENV, timeout=START_WAIT_S)
+    out = run_cli("serve", str(broken), "--run", "--port", str(free_port()), env=SERVER_ENV, timeout=START_WAIT_S)
     assert out.returncode != 0
     assert "exited with code" in out.stderr and "the end of its log" in out.stderr
     assert "NoSuchForCausalLM" in out.stderr, out.stderr[-2000:]  # the engine's own complaint, from its log
@@ -284,9 +271,9 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(trained, tmp_path):
 
 
 def test_a_server_that_is_not_ready_in_time_is_stopped(trained):
-    check_engine_args(plan_serve(trained["swift"], "vllm", port=_free_port()))  # another run's check, cached
+    check_engine_args(plan_serve(trained["swift"], "vllm", port=free_port()))  # another run's check, cached
     out = run_cli(
-        "serve", str(trained["llamafactory"]), "--run", "--port", str(_free_port()), "--wait", "2", env=SERVER_ENV
+        "serve", str(trained["llamafactory"]), "--run", "--port", str(free_port()), "--wait", "2", env=SERVER_ENV
     )
     assert out.returncode != 0 and "did not answer" in out.stderr and "within 2 s" in out.stderr
     assert "checking the arguments" not in out.stderr  # the verdict for the same command shape was reused
@@ -310,8 +297,7 @@ def test_an_adapter_served_on_its_base_model_answers_as_its_merge(tmp_path, air_
     adapter_run = tmp_path / "adapter"
     out = run_cli(
         "launch", recipe.id, "--model", str(air_replica), "--dataset", "tool_proof", "--run-dir", str(adapter_run),
-        "--nnodes", "1", "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-        *sets, env={"FINETUNE_DATA_ROOT": str(data_root)}, timeout=900,
+        *one_node(), *sets, env={"FINETUNE_DATA_ROOT": str(data_root)}, timeout=900,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     merged_run = tmp_path / "merged"

@@ -18,6 +18,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def one_node(nproc: int = 1) -> list[str]:
+    """`finetune launch` arguments for a job of one node on this machine, on a free port."""
+    return [
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+    ]
+
+
 class Node(subprocess.Popen):
     """A launcher process whose output goes to a file (a pipe nobody reads while it runs would fill and block)."""
 

@@ -13,6 +13,7 @@ from finetune.frameworks.setup import TrainingSetup
 
 if TYPE_CHECKING:
     from finetune.prepare.datasets import PreparedDataset
+    from finetune.prepare.lengths import LengthPolicy
     from finetune.recipes.recipe import RecipeMeta
 
 
@@ -26,6 +27,17 @@ class LlamaFactory(Framework):
         self, config: dict[str, Any], meta: RecipeMeta, model_config: dict[str, Any], ds: dict[str, Any] | None
     ) -> TrainingSetup:
         return llamafactory_setup(config, ds)
+
+    def length_policy(self, config: dict[str, Any], meta: RecipeMeta) -> LengthPolicy:
+        """LLaMA-Factory 0.9.5 never deletes a row for its length: it encodes turn by turn up to `cutoff_len`
+        (default 2,048), shortening the turn that crosses it (prompt and answer in proportion) and dropping the
+        turns after it."""
+        from finetune.prepare.lengths import LengthPolicy
+
+        limit = int(config.get("cutoff_len", 2048))
+        unit = "pair" if meta.method == "dpo" else "row"
+        setting = f"cutoff_len: {limit}" + ("" if "cutoff_len" in config else " (LLaMA-Factory's default)")
+        return LengthPolicy(self.display_name, limit, "truncate_turns", setting, unit)
 
     def render(
         self,

@@ -17,8 +17,10 @@ from finetune.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from finetune.prepare.datasets import PreparedDataset
+    from finetune.prepare.lengths import LengthPolicy
     from finetune.recipes.recipe import RecipeMeta
 
+TRUNCATION_ACTIONS = {"delete": "delete", "left": "truncate_left", "right": "truncate_right", "split": "split"}
 GLM45_TEMPLATE = "glm4_5"  # ms-swift cannot tell glm4_5 from glm4_7 for a local folder: always name it
 
 
@@ -41,6 +43,21 @@ class Swift(Framework):
     ) -> TrainingSetup:
         max_positions = int(model_config["max_position_embeddings"])
         return swift_setup(config, ds, max_positions=max_positions, megatron=meta.engine == "megatron")
+
+    def length_policy(self, config: dict[str, Any], meta: RecipeMeta) -> LengthPolicy:
+        """ms-swift 4.6: `truncation_strategy` defaults to `delete` (`left` for GRPO, whose max_length bounds the
+        prompt); a preference pair goes when either side is over (its lengths are filtered by their maximum)."""
+        from finetune.prepare.lengths import LengthPolicy
+
+        limit = config.get("max_length")
+        strategy = config.get("truncation_strategy")
+        default = "left" if meta.method == "grpo" else "delete"
+        setting = f"max_length: {limit}, truncation_strategy: {strategy or default}"
+        if not strategy:
+            setting += " (ms-swift's default)"
+        unit = {"dpo": "pair", "grpo": "prompt"}.get(meta.method, "row")
+        action = TRUNCATION_ACTIONS[strategy or default] if limit else "none"
+        return LengthPolicy(self.display_name, int(limit) if limit else None, action, setting, unit)
 
     def render(
         self,

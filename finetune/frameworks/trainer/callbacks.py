@@ -28,7 +28,9 @@ def trainer_callbacks() -> list:
     """Fresh callback instances for one training process, then those FINETUNE_CALLBACKS names."""
     from finetune.frameworks.trainer.graceful_stop import GracefulStop, end_stopped_runs_after_train
     from finetune.frameworks.trainer.progress import Progress
+    from finetune.frameworks.trainer.trained_rows import TrainedRows
     from finetune.tracking.callback import RunTracking
 
     end_stopped_runs_after_train()
-    return [GracefulStop(), RunTracking(), Progress(), *extra_callbacks(os.environ.get(CALLBACKS_ENV, ""))]
+    callbacks = [GracefulStop(), TrainedRows(), RunTracking(), Progress()]  # rows recorded before wandb gets them
+    return [*callbacks, *extra_callbacks(os.environ.get(CALLBACKS_ENV, ""))]

@@ -11,7 +11,7 @@ from typing import Any
 from finetune.prepare.layouts import choose_layout
 from finetune.prepare.layouts.base import Converted, ConvertOptions, Layout, Notes
 from finetune.prepare.layouts.messages import Messages
-from finetune.prepare.layouts.preference import is_pair, pair
+from finetune.prepare.layouts.preference import is_pair, named_as_trl, pair
 from finetune.prepare.layouts.text import type_name
 from finetune.prepare.layouts.tools import convert_tools
 from finetune.prepare.problems import RowProblem
@@ -32,7 +32,7 @@ class RowConverter:
                 f"a row must be a JSON object, got {type_name(data)}",
                 "Write each row as one JSON object ({...}).",
             )
-        data = self._renamed(data)
+        data = named_as_trl(self._renamed(data))
         if arrow:
             data = {k: v for k, v in data.items() if v is not None}
         layout = choose_layout(data, self.options.layout)

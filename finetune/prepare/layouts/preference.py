@@ -1,8 +1,9 @@
 """Preference pairs in any layout: a prompt with one chosen and one rejected assistant answer.
 
 The prompt comes from the row's own layout (messages, prompt, instruction, ...); the answers from `chosen` and
-`rejected` (text, a message, or TRL's whole conversations that repeat the prompt), or from SWIFT's messages
-that end with the chosen answer plus `rejected_response`.
+`rejected` (text, a message, or TRL's whole conversations that repeat the prompt; LLaMA-Factory's newer
+`chosen_messages` / `rejected_messages` are the same), or from SWIFT's messages that end with the chosen answer
+plus `rejected_response`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from typing import Any
 from finetune.prepare.layouts.base import Layout
 from finetune.prepare.layouts.messages import MESSAGE_COLUMNS, Messages
 from finetune.prepare.problems import RowProblem
+
+# LLaMA-Factory's newer pair format: two whole conversations (typed content) that share the prompt, as TRL writes them
+WHOLE_CONVERSATIONS = {"chosen_messages": "chosen", "rejected_messages": "rejected"}
+
+
+def named_as_trl(data: dict[str, Any]) -> dict[str, Any]:
+    """A row with `chosen_messages` / `rejected_messages` (and no `chosen` / `rejected`) under TRL's names."""
+    if not all(k in data for k in WHOLE_CONVERSATIONS) or any(k in data for k in WHOLE_CONVERSATIONS.values()):
+        return data
+    return {WHOLE_CONVERSATIONS.get(k, k): v for k, v in data.items()}
 
 
 def is_pair(data: dict[str, Any]) -> bool:

@@ -96,6 +96,29 @@ def test_a_listed_result_is_split_only_when_it_answers_every_parallel_call():
     assert convert(one_call)["messages"][2] == {"role": "tool", "content": '["x", "y"]'}  # one call: one result
 
 
+def test_a_typed_content_pair_is_read_as_a_preference_pair():
+    """LLaMA-Factory's newer pair format: two whole typed conversations sharing the prompt, the answers with
+    reasoning and a tool call, tools as JSON text."""
+    prompt = [{"role": "system", "content": [part("text", "Be brief.")]}, {"role": "user", "content": "find x"}]
+    chosen = {"role": "assistant", "content": [part("reasoning", "Search it."), part("text", "On it."), call("x")]}
+    rejected = {"role": "assistant", "content": [part("text", "No.")]}
+    row = {"chosen_messages": [*prompt, chosen], "rejected_messages": [*prompt, rejected], "tools": json.dumps(SEARCH)}
+    converted = RowConverter(ConvertOptions()).convert(row, "auto")
+    validate_row(converted.row, converted.kind)
+    assert converted.kind == "preference"
+    assert converted.row["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "find x"},
+    ]
+    assert converted.row["chosen"] == {
+        "role": "assistant",
+        "content": "On it.",
+        "reasoning_content": "Search it.",
+        "tool_calls": [{"type": "function", "function": {"name": "search", "arguments": {"q": "x"}}}],
+    }
+    assert converted.row["rejected"] == {"role": "assistant", "content": "No."}
+
+
 def test_a_turn_with_loss_weight_zero_is_context_that_swift_does_not_train():
     row = convert(
         {

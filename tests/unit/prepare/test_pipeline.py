@@ -561,6 +561,13 @@ def test_resolve_and_list_datasets(tmp_path, monkeypatch):
     assert resolve_dataset("alpha").kind == "sft"
     with pytest.raises(FinetuneError, match=r"No prepared dataset `alpah`.*Did you mean `alpha`.*alpha"):
         resolve_dataset("alpah")
+    # a dataset an older `prepare` wrote (a manifest without this version's keys) is named as such, with the fix
+    manifest = tmp_path / "root" / "alpha" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["placeholders"]
+    manifest.write_text(json.dumps({**data, "format_version": 2}))
+    with pytest.raises(FinetuneError, match=r"prepared by an older `finetune prepare` \(format 2; .*--force"):
+        resolve_dataset("alpha")
 
 
 def test_rl_dataset_has_no_llamafactory_form(tmp_path):
@@ -583,6 +590,38 @@ def test_token_stats_count_rows_over_the_recipe_sequence_length(tmp_path):
     assert stats.seq_len == 4096 and stats.rows_over_seq_len == 1
     assert stats.examples_over_seq_len[0].startswith("canonical/train.jsonl:")
     assert stats.lengths.max > 5000 and "upper bound" in stats.tokenizer
+
+
+@pytest.mark.parametrize(
+    ("recipe_id", "handling"),
+    [
+        ("llamafactory/glm45-air_lora_4xh100", "LLaMA-Factory keeps the turns that fit and shortens the turn that"),
+        ("swift/glm45-air_lora_4xh100", "ms-swift deletes them: they are never trained (max_length: 4096, "),
+        ("swift/glm45-air_dpo_4xh100", "ms-swift keeps their last 2,048 tokens: the start of the prompt"),
+    ],
+)
+def test_token_stats_say_per_split_what_the_recipes_framework_does_with_longer_rows(recipe_id, handling, tmp_path):
+    """Each framework's own handling (LLaMA-Factory shortens turns, ms-swift deletes rows by default, the DPO
+    recipes cut the prompt), counted per split against the limit the recipe sets (4,096 / 2,048 tokens)."""
+    long_prompt = [{"role": "user", "content": "y" * 4200}]
+    if "dpo" in recipe_id:
+        rows = [{"messages": long_prompt, "chosen": f"ok {i}", "rejected": "no"} for i in range(6)]
+        rows += [
+            {"messages": [{"role": "user", "content": f"q{i}"}], "chosen": "a", "rejected": "b"} for i in range(10)
+        ]
+    else:
+        rows = [{"messages": [*long_prompt, {"role": "assistant", "content": f"ok {i}"}]} for i in range(6)]
+        rows += [
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+            for i in range(10)
+        ]
+    result = run(
+        tmp_path, [jsonl(tmp_path / "a.jsonl", rows)], token_stats=True, val_ratio=0.3, limit=recipe_limit(recipe_id)
+    )
+    stats, counts = result.dataset.manifest.token_stats, result.dataset.manifest.counts
+    assert sum(stats.over_by_split.values()) == stats.rows_over_seq_len == 6
+    assert stats.rows_by_split == {"train": counts.train, "val": counts.val} and counts.val > 0
+    assert stats.handling.startswith(handling), stats.handling
 
 
 # -- samples, CLI, benchmark ----------------------------------------------------------------------------------------

@@ -106,9 +106,11 @@ def main() -> None:
         prepare_vllm_on_cpu()
     from finetune.frameworks.trainer.swift.header_newline import train_header_newline
     from finetune.frameworks.trainer.swift.history_reasoning import keep_tool_loop_reasoning
+    from finetune.frameworks.trainer.swift.tool_schemas import keep_json_text_tool_schemas
 
     train_header_newline()
     keep_tool_loop_reasoning()
+    keep_json_text_tool_schemas()
     sys.argv = [COMMAND_MODULES[command], *flags]
     runpy.run_module(COMMAND_MODULES[command], run_name="__main__", alter_sys=True)
 

@@ -56,9 +56,11 @@ def main() -> None:
 
     from finetune.frameworks.trainer.swift.header_newline import train_header_newline
     from finetune.frameworks.trainer.swift.history_reasoning import keep_tool_loop_reasoning
+    from finetune.frameworks.trainer.swift.tool_schemas import keep_json_text_tool_schemas
 
     train_header_newline()  # as the training entry does
     keep_tool_loop_reasoning()
+    keep_json_text_tool_schemas()
     tokenizer = get_processor(request["tokenizer"], model_type="glm4_moe", download_model=False)
     results = []
     for item in request["files"]:
