@@ -9,7 +9,8 @@ the names live elsewhere (a model's config in `recipes/models/NAME.json`, a GPU'
 
 from __future__ import annotations
 
-MODELS = ("glm-4.5", "glm-4.5-air")  # recipes/models/<name>.json
+MODELS = ("glm-4.5", "glm-4.5-air", "glm-4.6", "glm-4.7")  # recipes/models/<name>.json
+CHAT_FORMAT_NAMES = ("glm45", "glm47")  # finetune/glm/chat_formats.py
 DEFAULT_MODEL = "glm-4.5-air"  # the replica, the demo and the benchmarks default to the smaller model
 
 GPUS = {"h100-80gb": "H100 80GB", "h200": "H200 141GB", "h20-96gb": "H20 96GB", "a100-80gb": "A100 80GB"}

@@ -38,6 +38,20 @@ def glm45_replica() -> Path:
     return ensure_replica("glm-4.5")
 
 
+@pytest.fixture(scope="session")
+def glm46_replica() -> Path:
+    from finetune.replica.build import ensure_replica
+
+    return ensure_replica("glm-4.6")
+
+
+@pytest.fixture(scope="session")
+def glm47_replica() -> Path:
+    from finetune.replica.build import ensure_replica
+
+    return ensure_replica("glm-4.7")
+
+
 def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None, cwd: Path | None = None):
     """Run `python -m finetune ARGS` as a user would; returns the CompletedProcess (text)."""
     return subprocess.run(

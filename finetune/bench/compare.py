@@ -131,7 +131,7 @@ def ratios(measured: dict[str, Any], plan: dict[str, Any]) -> dict[str, float | 
     """measured / planned for memory, and measured tokens/s against the planner's range (low and high)."""
     out: dict[str, float | None] = {"memory": None, "tokens_per_s_vs_low": None, "tokens_per_s_vs_high": None}
     peak, planned_bytes = measured.get("peak_memory_bytes"), plan.get("memory_bytes")
-    if peak and planned_bytes:
+    if peak is not None and planned_bytes:  # a CPU peak above the floor may be 0: a ratio of 0, not none
         out["memory"] = peak / planned_bytes
     rate, planned_rate = measured.get("tokens_per_s"), plan.get("tokens_per_s")
     if rate and planned_rate:

@@ -251,9 +251,10 @@ def summary_line(record: dict) -> str:
     m, p = record["metrics"], record["planned"]
     mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "-"
     ratio = record["ratios"]["memory"]
+    times = f"x{ratio:.2f}" if ratio is not None else "x-"
     return (
         f"{head} peak {m['peak_memory_bytes'] / 2**30:7.2f} GiB ({m['memory_kind']}; planned "
-        f"{p['memory_gib']:.2f}, x{ratio:.2f}) step {m['step_time_s']:.3f} s {m['tokens_per_s']:,.0f} tok/s MFU {mfu}"
+        f"{p['memory_gib']:.2f}, {times}) step {m['step_time_s']:.3f} s {m['tokens_per_s']:,.0f} tok/s MFU {mfu}"
     )
 
 

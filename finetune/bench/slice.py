@@ -121,7 +121,7 @@ def save_slice(piece: Slice, out: Path, *, device: str = "cpu", seed: int = 0) -
     if out.exists() and any(out.iterdir()):
         raise FinetuneError(f"{out} exists and is not empty; a slice is written into a new folder.")
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(out)
+    tokenizer = build_tokenizer(out, piece.model)  # the model's own chat template and context
     config = dict(piece.config)
     config["eos_token_id"] = [tokenizer.convert_tokens_to_ids(t) for t in EOS_TOKENS]
     config["pad_token_id"] = tokenizer.convert_tokens_to_ids("<|endoftext|>")

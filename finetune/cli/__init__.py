@@ -15,6 +15,7 @@ from finetune.errors import FinetuneError
 
 COMMAND_MODULES = (
     "finetune.cli.recipes",
+    "finetune.cli.models",
     "finetune.cli.launch",
     "finetune.cli.status",
     "finetune.cli.replica",

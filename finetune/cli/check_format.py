@@ -1,4 +1,4 @@
-"""`check-format RECIPE`: does the recipe train GLM-4.5 on the text it is served with? (finetune.glm.format_check)"""
+"""`check-format RECIPE`: does the recipe train its model on the text it is served with? (finetune.glm.format_check)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-format", help="compare a recipe's training text and loss mask with GLM-4.5's rendering")
+    p = sub.add_parser(
+        "check-format", help="compare a recipe's training text and loss mask with its model's official rendering"
+    )
     p.add_argument("recipe", help="recipe id, e.g. llamafactory/glm45-air_lora_4xh100")
     p.add_argument("--dataset", help="a prepared dataset to check (default: conversations covering the format)")
     p.add_argument("--model", type=Path, help="model folder whose chat template is the reference (default: replica)")

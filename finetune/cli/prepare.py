@@ -117,8 +117,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing dataset of the same name")
     p.add_argument("--out-root", type=Path, help="where datasets go (default: FINETUNE_DATA_ROOT or data/prepared)")
     p.add_argument("--split", help="split of a hub dataset or a DatasetDict folder (default: all / train)")
+    p.add_argument(
+        "--clear-thinking",
+        choices=("true", "false"),
+        default="true",
+        help="false: the conversations keep earlier turns' reasoning in the context (GLM-4.7's preserved thinking, "
+        "`clear_thinking=False`); training and serving then render them so (GLM-4.7 recipes only)",
+    )
     g = p.add_argument_group("token statistics")
-    g.add_argument("--tokenizer", help="GLM-4.5 model or tokenizer folder (default: the replica's, offline)")
+    g.add_argument(
+        "--tokenizer",
+        help="the model's folder or hub id, or a model name for its replica's tokenizer (default: the replica of "
+        "the --recipe's model, else glm-4.5-air, offline)",
+    )
     g.add_argument("--recipe", help="report rows longer than this recipe's sequence length")
     g.add_argument(
         "--no-token-stats",
@@ -138,7 +149,8 @@ def recipe_limit(recipe_id: str) -> SequenceLimit:
     from finetune.recipes.recipe import resolve_recipe
 
     recipe = resolve_recipe(recipe_id)
-    return SequenceLimit(recipe_id, get_framework(recipe.framework).length_policy(recipe.config, recipe.meta))
+    policy = get_framework(recipe.framework).length_policy(recipe.config, recipe.meta)
+    return SequenceLimit(recipe_id, policy, recipe.meta.model)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -163,6 +175,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         split=args.split,
         progress=not args.quiet,
+        clear_thinking=args.clear_thinking == "true",
     )
     options.check()  # the options' own mistakes are reported before the recipe's
     if args.token_stats and args.recipe:

@@ -13,6 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recipes", aliases=["ls"], help="list recipes")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--sync-headers", action="store_true", help="regenerate every recipe's comment header")
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="write the recipes derived in recipes/variants.yaml, then every header and the README's rows",
+    )
     p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("show", help="print one recipe, resolved (no checks run)")
@@ -29,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def catalog_rows() -> list[dict]:
     from finetune.frameworks import get_framework
+    from finetune.recipes.generate import claims
     from finetune.recipes.recipe import all_recipes
 
+    generated = claims()
     return [
         {
             "id": r.id,
@@ -44,19 +51,41 @@ def catalog_rows() -> list[dict]:
             "seq_len": get_framework(r.framework).recipe_setup(r).max_length,
             "lora_adapts": r.meta.lora_adapts,
             "title": r.meta.title,
+            "generated_from": generated.get(r.path),
         }
         for r in all_recipes()
     ]
 
 
-def cmd_recipes(args: argparse.Namespace) -> int:
-    if args.sync_headers:
-        from finetune.planner.headers import sync_header
-        from finetune.recipes.recipe import all_recipes
+def _sync_headers() -> None:
+    from finetune.planner.headers import sync_header
+    from finetune.recipes.recipe import all_recipes
 
-        for recipe in all_recipes():
-            if sync_header(recipe):
-                print(f"updated {recipe.path}")
+    for recipe in all_recipes():
+        if sync_header(recipe):
+            print(f"updated {recipe.path}")
+
+
+def _sync_derived() -> None:
+    """Bodies first (a header is planned from its recipe), then every header, then the README's rows."""
+    from finetune.recipes.generate import claims, write_derived
+    from finetune.recipes.readme_table import README, sync_readme
+    from finetune.recipes.variants import all_variants
+
+    claimed = {f"{path.parent.name}/{path.stem}" for path in claims()}  # rows of files --sync may remove
+    for change in write_derived():
+        print(change)
+    _sync_headers()
+    if sync_readme(all_variants(), drop=claimed):
+        print(f"updated {README}")
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    if args.sync:
+        _sync_derived()
+        return 0
+    if args.sync_headers:
+        _sync_headers()
         return 0
     rows = catalog_rows()
     if args.json:
@@ -65,7 +94,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="GLM-4.5 recipes")
+    table = Table(title="Recipes")
     for col in ("id", "model", "method", "cluster", "seq len"):
         table.add_column(col, no_wrap=True)
     table.add_column("what it trains")

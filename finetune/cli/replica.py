@@ -1,4 +1,4 @@
-"""`replica` and `demo`: the tiny GLM-4.5 stand-in, and the main job run on it end to end."""
+"""`replica` and `demo`: the tiny stand-in of a catalog model, and the main job run on it end to end."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from finetune.cli.common import add_verbose_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replica", help="build the tiny GLM-4.5 replica (real architecture, small shapes)")
+    p = sub.add_parser(
+        "replica", help="build the tiny replica of a model (real architecture, small shapes, its own chat template)"
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS)
     p.add_argument("--out", type=Path, help="folder to build into (default: the cache; the path is printed)")
     p.set_defaults(func=cmd_replica)

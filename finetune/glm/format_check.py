@@ -1,9 +1,9 @@
-"""Format parity: does a recipe train GLM-4.5 on the text it reads and writes when served?
+"""Format parity: does a recipe train its model on the text the model reads and writes when served?
 
-A small set of conversations covering every part of GLM-4.5's format (tool calls, parallel calls, tool results,
+A small set of conversations covering every part of the format (tool calls, parallel calls, tool results,
 reasoning in the last and in earlier turns, thinking off) is prepared with the same writers `finetune prepare`
 uses, rendered by the recipe's framework exactly as training will (its own loader and template, in its own
-environment), and compared with GLM-4.5's official rendering (the model's chat template). Trained spans must be
+environment), and compared with the official rendering (the model's own chat template). Trained spans must be
 each assistant turn as the model generates it, followed by the stop token it emits (`<|observation|>` after tool
 calls, `<|user|>` after an answer); nothing of the prompt or tool results may be trained. docs/format.md says why.
 
@@ -168,13 +168,15 @@ class FormatReport:
     rows: int = 0
     differences: list[Difference] = field(default_factory=list)
     skipped: str | None = None  # why nothing was checked
+    reference: str = "GLM-4.5"  # whose official rendering the training text is held to
 
     @property
     def trained_mismatch(self) -> bool:
         return any(d.what in ("trained", "prompt") for d in self.differences)
 
     def verdict(self) -> str:
-        """One line: do the trained tokens (and RL prompts) equal GLM-4.5's? check-format's exit code follows it."""
+        """One line: do the trained tokens (and RL prompts) equal the official ones? check-format's exit code
+        follows it."""
         trained = {d.row for d in self.differences if d.what in ("trained", "prompt")}
         if trained:
             return f"verdict: {len(trained)} of {self.rows} rows differ in trained tokens"
@@ -186,24 +188,28 @@ class FormatReport:
             return f"format check skipped for {self.recipe}: {self.skipped}"
         if not self.differences:
             return (
-                f"format: {self.rows} conversations render as GLM-4.5 does ({self.framework}, template {self.template})"
+                f"format: {self.rows} conversations render as {self.reference} does ({self.framework}, "
+                f"template {self.template})"
             )
         lines = [
             self.verdict(),
-            f"format: {len(self.differences)} difference(s) from GLM-4.5's rendering in {self.rows} conversations "
-            f"({self.framework}, template {self.template}):",
+            f"format: {len(self.differences)} difference(s) from {self.reference}'s rendering in {self.rows} "
+            f"conversations ({self.framework}, template {self.template}):",
         ]
         for d in self.differences:
             lines += [f"--- {d.row}: {d.what}", d.diff]
         return "\n".join(lines)
 
 
-# -- what GLM-4.5 renders ------------------------------------------------------------------------------------------
+# -- what the model renders ------------------------------------------------------------------------------------------
 
 
-def official(tokenizer, messages: list[dict], tools: list[dict] | None, generation_prompt: bool = False) -> str:
+def official(
+    tokenizer, messages: list[dict], tools: list[dict] | None, generation_prompt: bool = False, **template_kwargs
+) -> str:
+    """The model's own chat template's rendering (`template_kwargs`: e.g. GLM-4.7's clear_thinking)."""
     return tokenizer.apply_chat_template(
-        messages, tools=tools or None, tokenize=False, add_generation_prompt=generation_prompt
+        messages, tools=tools or None, tokenize=False, add_generation_prompt=generation_prompt, **template_kwargs
     )
 
 
@@ -213,7 +219,7 @@ def _span_end(piece: str) -> int:
 
 
 def generated_turn(tokenizer, messages: list[dict], tools: list[dict] | None, index: int) -> str:
-    """Assistant turn `index` as GLM-4.5 writes it when generating it (reasoning kept), plus its stop token: all
+    """Assistant turn `index` as the model writes it when generating it (reasoning kept), plus its stop token: all
     that follows the generation prompt (which ends at `<|assistant|>`), so from the newline after the role token
     on. That newline is the first token a served model generates; a framework that leaves it in the prompt never
     trains it (docs/format.md)."""
@@ -222,11 +228,13 @@ def generated_turn(tokenizer, messages: list[dict], tools: list[dict] | None, in
     return span + (OBSERVATION if messages[index].get("tool_calls") else USER)
 
 
-def expected(tokenizer, messages: list[dict], tools: list[dict] | None, trained_from: int = 0) -> dict[str, Any]:
+def expected(
+    tokenizer, messages: list[dict], tools: list[dict] | None, trained_from: int = 0, **template_kwargs
+) -> dict[str, Any]:
     """The training text and trained spans parity asks for: the official rendering with each assistant turn (from
     message `trained_from` on, unless marked `"trained": false`) as generated and ended by its stop token; other
-    turns are context, as the official template writes context."""
-    pieces = official(tokenizer, messages, tools).split(ASSISTANT)
+    turns are context, as the official template writes context (with `template_kwargs`, e.g. clear_thinking)."""
+    pieces = official(tokenizer, messages, tools, **template_kwargs).split(ASSISTANT)
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     trained = []
     for k, index in enumerate(turns, start=1):
@@ -240,14 +248,22 @@ def expected(tokenizer, messages: list[dict], tools: list[dict] | None, trained_
     return {"text": ASSISTANT.join(pieces), "trained": trained}
 
 
-def expected_rows(tokenizer, canonical: dict[str, Any], kind: str) -> dict[str, Any]:
+def expected_rows(tokenizer, canonical: dict[str, Any], kind: str, **template_kwargs) -> dict[str, Any]:
     tools = canonical.get("tools")
     if kind == "rl":  # the prompt a rollout starts from, as a served model is prompted
-        return {"prompt": official(tokenizer, canonical["messages"], tools, generation_prompt=True)}
+        return {"prompt": official(tokenizer, canonical["messages"], tools, generation_prompt=True, **template_kwargs)}
     if kind == "preference":
         prompt = canonical["messages"]
-        return {k: expected(tokenizer, prompt + [canonical[k]], tools, len(prompt)) for k in ("chosen", "rejected")}
-    return expected(tokenizer, canonical["messages"], tools)
+        return {
+            k: expected(tokenizer, prompt + [canonical[k]], tools, len(prompt), **template_kwargs)
+            for k in ("chosen", "rejected")
+        }
+    return expected(tokenizer, canonical["messages"], tools, **template_kwargs)
+
+
+def dataset_template_kwargs(dataset) -> dict[str, Any]:
+    """The chat-template arguments a prepared dataset is trained and served with (clear_thinking)."""
+    return {} if dataset.manifest.options.clear_thinking else {"clear_thinking": False}
 
 
 # -- comparing -----------------------------------------------------------------------------------------------------
@@ -263,7 +279,7 @@ def _lines(text: str) -> list[str]:
 def unified(expected_text: str, actual_text: str, label: str) -> str:
     return "\n".join(
         difflib.unified_diff(
-            _lines(expected_text), _lines(actual_text), f"GLM-4.5 {label}", f"training {label}", lineterm="", n=2
+            _lines(expected_text), _lines(actual_text), f"official {label}", f"training {label}", lineterm="", n=2
         )
     )
 
@@ -329,6 +345,7 @@ _RENDERING_MODULES = (
     "finetune.frameworks.trainer.swift.header_newline",
     "finetune.frameworks.trainer.swift.history_reasoning",
     "finetune.frameworks.trainer.swift.tool_schemas",
+    "finetune.frameworks.trainer.swift.glm47",
     "finetune.frameworks.trainer.trained_spans",
 )
 
@@ -350,8 +367,9 @@ def _cache_key(framework, settings: dict, data: bytes, tokenizer_dir: Path) -> s
 @dataclass(frozen=True)
 class FormatRequest:
     """One check: `dataset` (a PreparedDataset; default: the canonical cases in the recipe's data kind) through
-    `recipe`'s framework with `config` (default: the recipe's), against GLM-4.5's rendering by the tokenizer in
-    `tokenizer_dir` (default: the replica of the recipe's model, whose chat template is GLM-4.5's byte for byte)."""
+    `recipe`'s framework with `config` (default: the recipe's), against the rendering of the chat template in
+    `tokenizer_dir` (default: the replica of the recipe's model, whose chat template is the model's official one
+    byte for byte)."""
 
     recipe: Any
     config: dict[str, Any] | None = None
@@ -405,7 +423,7 @@ def check_formats(requests: list[FormatRequest]) -> list[FormatReport]:
             rows = sum(len(p.lines) for _, p in pending)
             say(
                 f"format check: rendering {rows} conversations with {framework.display_name}'s own loader and "
-                "template, and with GLM-4.5's chat template (once per recipe and data; about 10-30 s)..."
+                "template, and with the model's own chat template (once per recipe and data; about 10-30 s)..."
             )
             from transformers import AutoTokenizer
 
@@ -413,7 +431,8 @@ def check_formats(requests: list[FormatRequest]) -> list[FormatReport]:
             rendered = render_many(framework, tokenizer_dir, [(p.settings, p.dataset) for _, p in pending])
             for (index, p), entry in zip(pending, rendered, strict=True):
                 gots = entry["rows"]
-                wants = [expected_rows(tokenizer, json.loads(line), p.dataset.kind) for line in p.lines]
+                kwargs = dataset_template_kwargs(p.dataset)
+                wants = [expected_rows(tokenizer, json.loads(line), p.dataset.kind, **kwargs) for line in p.lines]
                 p.report.rows = len(wants)
                 p.report.differences = compare_dataset(p.names, wants, gots, p.dataset.kind)
                 _store(p.cached, p.report)
@@ -427,9 +446,14 @@ def _plan(request: FormatRequest, folder: Path) -> FormatReport | _Pending:
 
     recipe = request.recipe
     config = recipe.config if request.config is None else request.config
+    if request.dataset is not None and dataset_template_kwargs(request.dataset):
+        config = {**config, "preserve_thinking": True}  # as a launch renders it (launch/resolve.py)
     framework = get_framework(recipe.framework)
     settings = template_settings(framework.name, config)
-    report = FormatReport(recipe.id, framework.display_name, str(settings["template"]))
+    from finetune.recipes.models import get_model
+
+    reference = get_model(recipe.meta.model).chat.display_name
+    report = FormatReport(recipe.id, framework.display_name, str(settings["template"]), reference=reference)
     dataset = request.dataset
     if recipe.meta.engine == "megatron":
         report.skipped = (
@@ -456,7 +480,8 @@ def _plan(request: FormatRequest, folder: Path) -> FormatReport | _Pending:
     numbered = sample_rows(dataset.canonical_train, request.limit)
     lines = [line for _, line in numbered]
     names = names or [f"{dataset.name} canonical/train.jsonl:{n}" for n, _ in numbered]
-    key = _cache_key(framework, settings, "\n".join(lines).encode(), tokenizer_dir)
+    reference = {"template_kwargs": dataset_template_kwargs(dataset)}  # what the official rendering is asked
+    key = _cache_key(framework, {**settings, **reference}, "\n".join(lines).encode(), tokenizer_dir)
     cached = cache_dir() / "format-checks" / f"{key}.json"
     if request.use_cache and cached.is_file():
         data = json.loads(cached.read_text())
@@ -501,5 +526,6 @@ def _first_rows(dataset, lines: list[str], folder: Path):
         kind=dataset.kind,
         token_stats=False,
         progress=False,
+        clear_thinking=dataset.manifest.options.clear_thinking,
     )
     return prepare(options).dataset

@@ -1,4 +1,5 @@
-"""Sample GRPO rewards for GLM-4.5 outputs: one for verifiable answers, one for the output format.
+"""Sample GRPO rewards for the family's outputs: one for verifiable answers, one for the output format (GLM-4.5's
+tool-call layout with newlines and GLM-4.7's without both count as well formed).
 
 Pure functions of the completion text (and the row's reference `solution`), so they are tested without a
 trainer (tests/unit/glm/test_rewards.py); `recipes/swift/plugins/glm45_rewards.py` registers them with ms-swift.
@@ -56,8 +57,9 @@ def answer_reward(completion: str, solution: str) -> float:
 
 
 def format_reward(completion: str) -> float:
-    """1.0 for well-formed GLM-4.5 output: at most one leading think block, balanced tags, well-formed tool
-    calls (`<tool_call>name` then arg_key/arg_value pairs), and something visible after the reasoning."""
+    """1.0 for well-formed output: at most one leading think block, balanced tags, well-formed tool calls
+    (`<tool_call>name`, then arg_key/arg_value pairs, with or without newlines), and something visible after the
+    reasoning."""
     if any(completion.count(f"<{tag}>") != completion.count(f"</{tag}>") for tag in _TAGS):
         return 0.0
     if completion.count("<think>") > 1 or ("<think>" in completion and not _THINK.match(completion)):
@@ -66,7 +68,9 @@ def format_reward(completion: str) -> float:
     if not answer:
         return 0.0
     for call in _TOOL_CALL.finditer(answer):
-        name, _, args = call["body"].partition("\n")
-        if not name.strip() or _ARG_PAIR.sub("", args).strip():
+        body = call["body"]
+        start = body.find("<arg_key>")
+        name, args = (body[:start], body[start:]) if start >= 0 else (body, "")
+        if not name.strip() or "\n" in name.strip() or "<" in name or _ARG_PAIR.sub("", args).strip():
             return 0.0
     return 1.0

@@ -26,7 +26,7 @@ from finetune.frameworks.base import Framework
 from finetune.launch.check import check_config
 from finetune.launch.checkpoints import Skipped
 from finetune.launch.nvme import with_nvme_path
-from finetune.launch.resolve import resolve_deepspeed, resolve_launch_dataset, resolve_model
+from finetune.launch.resolve import resolve_deepspeed, resolve_launch_dataset, resolve_model, thinking_history
 from finetune.launch.resume import check_same_config, resume_request
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, attempt_config_name, check_fresh, default_run_dir
 from finetune.launch.topology import Topology, resolve_topology
@@ -150,6 +150,7 @@ def plan_launch(req: LaunchRequest, *, check: bool = True, preview: bool = False
     config = apply_overrides(recipe.config, overrides)
     dataset = resolve_launch_dataset(req.dataset, recipe, framework, config)
     config = framework.render(config, recipe.meta, model=model, dataset=dataset, output_dir=run_dir / OUTPUT_NAME)
+    config = thinking_history(config, dataset, recipe)
     framework.check_dataset(config)
     dataset_name = dataset.name if dataset is not None else config.get("dataset")
     tracking = decide_tracking(

@@ -48,12 +48,19 @@ def launch_record_path(run_dir: Path, node_rank: int, attempt: int = 0) -> Path:
 
 
 def _write_exclusive(path: Path, text: str) -> bool:
-    """Create `path` with `text`; False when it already exists (then nothing is written)."""
+    """Create `path` with `text`, whole or not at all; False when it already exists (then nothing is written).
+
+    The text goes into a file of this process's own first, which is then hard-linked into place: a node that finds
+    the file (another node arriving at the same moment) always reads all of it, never a file still being written.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     try:
-        with open(path, "x") as f:
-            f.write(text)
+        os.link(tmp, path)
     except FileExistsError:
         return False
+    finally:
+        tmp.unlink()
     return True
 
 

@@ -4,8 +4,9 @@ config.json values, and a LoRA's trainable parameters are counted from the PEFT 
 Hand formulas drift from what the libraries really build (from transformers 5 the routed experts are fused 3-D
 parameters, and PEFT adapts them with one lora_A per fused gate_up tensor), so every count here is read off an
 instantiated model. Building GLM-4.5 on the meta device takes about a second, importing torch and transformers
-several more; results are cached as JSON under the cache directory, keyed by the config, the LoRA spec and the
-library versions, so a repeated plan never imports torch.
+several more; results are cached as JSON under the cache directory, keyed by the config values that shape a
+parameter (every key but `COUNT_NEUTRAL_KEYS`), the LoRA spec and the library versions, so a repeated plan never
+imports torch, and GLM-4.6 / GLM-4.7 (GLM-4.5 with a longer context) read GLM-4.5's counts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from finetune.recipes.components import part_of
 FORMAT_VERSION = 1  # bump when what is counted changes
 LIBRARIES = ("torch", "transformers", "peft")
 MEGATRON_TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
+# config.json keys that size no parameter, left out of the counts' key: both modelled types use rotary
+# positions (no learned position table), and the version that wrote the file is not the one that counts.
+COUNT_NEUTRAL_KEYS = ("max_position_embeddings", "transformers_version")
 
 
 @dataclass(frozen=True)
@@ -254,7 +258,14 @@ def _megatron_lora_trainable(model, shape: ModelShape, spec: LoraSpec) -> tuple[
 
 
 def cache_key(config: dict[str, Any], spec: LoraSpec | None, versions: dict[str, str]) -> str:
-    payload = {"format": FORMAT_VERSION, "config": config, "spec": asdict(spec) if spec else None, "versions": versions}
+    """What the counts depend on: the config less `COUNT_NEUTRAL_KEYS`, the LoRA and the library versions."""
+    shaping = {k: v for k, v in config.items() if k not in COUNT_NEUTRAL_KEYS}
+    payload = {
+        "format": FORMAT_VERSION,
+        "config": shaping,
+        "spec": asdict(spec) if spec else None,
+        "versions": versions,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:20]
 
 

@@ -73,6 +73,11 @@ class ResourcePlan:
         return self.inputs.trainable_params
 
     @property
+    def context(self) -> int:
+        """The model's own context (max_position_embeddings): the longest sequence is never planned past it."""
+        return self.inputs.shape.max_positions
+
+    @property
     def capacity_gib(self) -> float:
         return self.gpu.memory_gib
 
@@ -124,6 +129,7 @@ class ResourcePlan:
             "reserve": self.memory.reserve,
             "fits": self.fits,
             "max_seq_len": self.max_seq_len,
+            "context": self.context,
             "host_ram_gib_per_node": round(self.memory.host_ram_per_node / GIB, 1),
             "nvme_gib_per_node": round(self.memory.nvme_per_node / GIB, 1),
             "tokens_per_s": [round(low), round(high)],

@@ -64,7 +64,8 @@ def render_text(plan: ResourcePlan) -> str:
     for problem in plan.problems:
         console.print(f"  layout: {problem}")
     if plan.max_seq_len:
-        console.print(f"Longest sequence that fits: {plan.max_seq_len:,} tokens at micro-batch {x.micro_batch}")
+        capped = " (the model's context)" if plan.max_seq_len == plan.context else ""
+        console.print(f"Longest sequence that fits: {plan.max_seq_len:,} tokens at micro-batch {x.micro_batch}{capped}")
     elif plan.problems:
         console.print("Longest sequence that fits: none (the parallel layout does not divide the GPUs)")
     else:
@@ -96,6 +97,8 @@ def render_text(plan: ResourcePlan) -> str:
     if plan.hours:
         fast, slow = plan.hours
         console.print(f"{plan.tokens:,.0f} tokens: {_hours(fast)} to {_hours(slow)}")
+    if x.seq_len > plan.context:
+        console.print(f"Note: {x.seq_len:,} tokens is longer than the model's context ({plan.context:,} positions)")
     for note in plan.setup.notes:
         console.print(f"Note: {note}")
     return console.export_text()

@@ -52,6 +52,9 @@ class ShapingOptions:
     strict: bool  # unfilled placeholders are invalid rows
     dedupe: bool
     split: str | None
+    # False: the conversations were made with earlier turns' reasoning in the context (GLM-4.7's preserved
+    # thinking, `clear_thinking=False`), and are trained and served so (docs/datasets.md)
+    clear_thinking: bool = True
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class SequenceLimit:
 
     recipe: str  # the recipe's id, as the summary and the manifest name it
     policy: LengthPolicy
+    model: str | None = None  # the model the recipe trains: its replica's tokenizer counts when none is given
 
     @property
     def seq_len(self) -> int | None:
@@ -54,6 +55,7 @@ class PrepareOptions:
     limit: SequenceLimit | None = None
     split: str | None = None
     progress: bool = True
+    clear_thinking: bool = True  # False: earlier reasoning stays in the context (GLM-4.7's preserved thinking)
 
     def shaping(self) -> ShapingOptions:
         """The options that change what is written; part of the content hash."""
@@ -70,6 +72,7 @@ class PrepareOptions:
             strict=self.strict,
             dedupe=self.dedupe,
             split=self.split,
+            clear_thinking=self.clear_thinking,
         )
 
     def check(self) -> None:

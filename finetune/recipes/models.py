@@ -1,14 +1,16 @@
-"""The GLM-4.5 family as described in `recipes/models/*.json` (the checkpoints' real config.json values)."""
+"""The GLM MoE family (glm4_moe) as described in `recipes/models/*.json` (the checkpoints' real config.json values)."""
 
 from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from finetune.catalog import CHAT_FORMAT_NAMES
 from finetune.errors import FinetuneError, suggest
+from finetune.glm.chat_formats import ChatFormat, chat_format
 from finetune.paths import MODELS_DIR
 
 
@@ -22,8 +24,18 @@ class ModelSpec(BaseModel):
     hf_id: str
     checkpoints: dict[str, str]
     checkpoint_params: int  # parameters stored in the hub checkpoint (MTP layer included): 2 bytes each to download
+    chat_format: Literal[CHAT_FORMAT_NAMES]  # its chat template's family (finetune/glm/chat_formats.py)
     notes: str = ""
     config: dict[str, Any]
+
+    @property
+    def chat(self) -> ChatFormat:
+        return chat_format(self.chat_format)
+
+    @property
+    def context(self) -> int:
+        """The longest sequence the checkpoint was built for (max_position_embeddings)."""
+        return int(self.config["max_position_embeddings"])
 
     @property
     def n_dense_layers(self) -> int:

@@ -1,9 +1,10 @@
-"""A tiny GLM-4.5 / GLM-4.5-Air that trains on a CPU: the real architecture with small shapes.
+"""A tiny GLM-4.5 / -Air / GLM-4.6 / GLM-4.7 that trains on a CPU: the real architecture with small shapes.
 
 The replica is a real `Glm4MoeForCausalLM` built from the model's own description in `recipes/models/`, with
 every structural feature kept (dense first layer(s), shared expert, sigmoid router with its fp32 correction
 bias, partial rotary 0.5, q/k/v bias, qk-norm where the model has it, three eos ids, per-expert checkpoint
 layout) and only the sizes shrunk. Weights are random but seeded, so a build is the same on every machine.
+The tokenizer carries the model's own chat template and context (`replica/tokenizer.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from finetune.errors import FinetuneError
 from finetune.paths import cache_dir
 from finetune.recipes.models import ModelSpec, get_model
-from finetune.replica.tokenizer import CHAT_TEMPLATE_PATH, EOS_TOKENS, SPECIAL_TOKENS, vocab_size_padded
+from finetune.replica.tokenizer import EOS_TOKENS, SPECIAL_TOKENS, chat_template_path, vocab_size_padded
 
 FORMAT_VERSION = 3  # bump when the build below changes what it writes
 MOE_LAYERS = 2
@@ -61,7 +62,7 @@ def build_fingerprint(spec: ModelSpec) -> str:
         "moe_layers": MOE_LAYERS,
         "seed": SEED,
         "special": SPECIAL_TOKENS,
-        "template": CHAT_TEMPLATE_PATH.read_text(),
+        "template": chat_template_path(spec).read_text(encoding="utf-8"),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -72,7 +73,7 @@ def _build_into(spec: ModelSpec, out: Path) -> None:
 
     from finetune.replica.tokenizer import build_tokenizer
 
-    tokenizer = build_tokenizer(out)
+    tokenizer = build_tokenizer(out, spec.name)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     config = Glm4MoeConfig(**replica_config(spec, token_ids))
     torch.manual_seed(SEED)

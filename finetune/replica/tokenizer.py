@@ -1,10 +1,12 @@
-"""A tiny, deterministic stand-in for the GLM-4.5 tokenizer.
+"""A tiny, deterministic stand-in for the GLM tokenizer (GLM-4.5 to GLM-4.7 share its special tokens).
 
-Tests and smoke runs need a tokenizer that speaks GLM-4.5's chat format (its special
+Tests and smoke runs need a tokenizer that speaks a model's chat format (its special
 tokens and chat template) without downloading the real ~151k-token vocabulary. This one
 is byte-level BPE with no merges: every UTF-8 byte is one token whose id is the byte
 value, followed by GLM-4.5's special tokens. Nothing is trained, so the files are the
-same on every machine, and any text round-trips through encode/decode.
+same on every machine, and any text round-trips through encode/decode. The chat template
+and model_max_length follow the model: its format's template written from the format
+(`spec.chat.replica_template`, in this folder) and its context (`spec.context`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from finetune.catalog import DEFAULT_MODEL
+from finetune.recipes.models import ModelSpec, get_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -59,8 +64,10 @@ SPECIAL_TOKENS = (
 EOS_TOKENS = ("<|endoftext|>", "<|user|>", "<|observation|>")
 """Tokens that end generation: GLM-4.5 stops when the model hands the turn back."""
 
-CHAT_TEMPLATE_PATH = Path(__file__).with_name("glm45_chat_template.jinja")
-MODEL_MAX_LENGTH = 131072  # GLM-4.5's max_position_embeddings
+
+def chat_template_path(spec: ModelSpec) -> Path:
+    """The template the replica of `spec` carries: its chat format's, written from the format."""
+    return Path(__file__).with_name(spec.chat.replica_template)
 
 
 def _byte_symbols() -> list[str]:
@@ -82,8 +89,8 @@ def vocab_size_padded() -> int:
     return -(-(256 + len(SPECIAL_TOKENS)) // 64) * 64
 
 
-def build_tokenizer(out_dir: Path) -> PreTrainedTokenizerFast:
-    """Write tokenizer files (tokenizer.json, tokenizer_config.json, chat template) to out_dir.
+def build_tokenizer(out_dir: Path, model: str = DEFAULT_MODEL) -> PreTrainedTokenizerFast:
+    """Write tokenizer files (tokenizer.json, tokenizer_config.json, chat template) of `model` to out_dir.
 
     Returns the tokenizer as reloaded with AutoTokenizer, so callers use exactly what a
     training run loading out_dir would see.
@@ -91,6 +98,7 @@ def build_tokenizer(out_dir: Path) -> PreTrainedTokenizerFast:
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    spec = get_model(model)
     vocab = {symbol: byte for byte, symbol in enumerate(_byte_symbols())}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -102,11 +110,11 @@ def build_tokenizer(out_dir: Path) -> PreTrainedTokenizerFast:
         tokenizer_object=core,
         eos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
-        model_max_length=MODEL_MAX_LENGTH,
+        model_max_length=spec.context,
         padding_side="right",
         clean_up_tokenization_spaces=False,  # keep decode(encode(text)) == text
     )
-    tok.chat_template = CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")
+    tok.chat_template = chat_template_path(spec).read_text(encoding="utf-8")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(out_dir)

@@ -1,9 +1,11 @@
-"""Talk to a fine-tuned GLM-4.5: a local model folder through transformers, or an OpenAI-compatible server.
+"""Talk to a fine-tuned model of the family: a local model folder through transformers, or an OpenAI-compatible
+server.
 
 Both paths give the same reply shape, {"content", "reasoning", "tool_calls": [{"name", "arguments"}]}: a server
-(vLLM / SGLang with the glm45 parsers, `swift deploy`) parses it itself; for a local model the generated text is
-parsed with GLM-4.5's format (finetune.glm.format). Thinking off is `chat_template_kwargs.enable_thinking =
-false`, which the model's chat template turns into `/nothink` and an empty think block.
+(vLLM / SGLang with its model's parsers, `finetune serve` picks them; `swift deploy`) parses it itself; for a local
+model the prompt is the folder's own chat template and the generated text is parsed with finetune.glm.format,
+which reads GLM-4.5's and GLM-4.7's layouts alike. Thinking off is `chat_template_kwargs.enable_thinking = false`,
+which the model's chat template turns into an empty think block (and GLM-4.5's into `/nothink`).
 """
 
 from __future__ import annotations

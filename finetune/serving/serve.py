@@ -1,4 +1,5 @@
-"""The server command for a trained run: vLLM or SGLang with GLM-4.5's tool-call and reasoning parsers.
+"""The server command for a trained run: vLLM or SGLang with the tool-call and reasoning parsers of its model's chat
+format (GLM-4.5 and 4.6: `glm45`, served by vLLM through the project's `glm45_trained` plugin; GLM-4.7: `glm47`).
 
 A merged model (`finetune export`, or a full fine-tune) is served as a model; a LoRA adapter is served on top of
 its base model where the engine can, which it cannot when the adapter adapts the routed experts (fused 3-D
@@ -22,6 +23,7 @@ import yaml
 
 from finetune.errors import FinetuneError, say
 from finetune.frameworks.base import environment_stamp
+from finetune.glm.chat_formats import CHAT_FORMATS, ChatFormat
 from finetune.launch.run_state import unfinished_state
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 from finetune.paths import REPO_ROOT, cache_dir
@@ -31,7 +33,6 @@ from finetune.serving.engine import DEFAULT_PORTS, EngineInstall, find_engine
 # trained GLM-4.5 layout alone (finetune/serving/vllm_plugins/glm45_tool_parser.py, docs/serving.md)
 GLM45_TRAINED_PLUGIN = REPO_ROOT / "finetune" / "serving" / "vllm_plugins" / "glm45_tool_parser.py"
 GLM45_TRAINED_PARSER = "glm45_trained"
-GLM45_PARSER = "glm45"  # GLM-4.5's reasoning parser in both engines, and its tool-call parser in SGLang
 ROUTED_EXPERT_MARKERS = ("experts", "gate_up_proj")  # fused routed-expert weights in transformers 5 glm4_moe
 DEFAULT_GPUS = 8
 
@@ -117,6 +118,18 @@ def _stored_dtype(model: Path) -> str | None:
     return data.get("dtype") or data.get("torch_dtype")
 
 
+def run_chat_format(record: dict) -> ChatFormat:
+    """The chat format of the model a run trained (its recipe's model), which picks the serving parsers; GLM-4.5's
+    when the recipe is no longer here."""
+    from finetune.recipes.models import get_model
+    from finetune.recipes.recipe import resolve_recipe
+
+    try:
+        return get_model(resolve_recipe(record["recipe"]).meta.model).chat
+    except (FinetuneError, KeyError):
+        return CHAT_FORMATS["glm45"]
+
+
 def _recipe_gpus(record: dict) -> int | None:
     """GPUs per node of the recipe the run trained (what it is sized for), when the recipe is still here."""
     from finetune.recipes.recipe import resolve_recipe
@@ -166,18 +179,30 @@ def plan_serve(
     else:
         machine = gpu_count()
         tp = gpus or min(_recipe_gpus(record) or machine, machine)
-    parser = GLM45_PARSER
+    chat = run_chat_format(record)
+    kept_thinking = bool(config.get("preserve_thinking")) and "clear_thinking" in chat.template_kwargs
     lora = [f"{name}={adapter}", "--max-lora-rank", str(_lora_rank(adapter))] if adapter is not None else []
     args: list[str] = ["--served-model-name", name]
     if engine == "vllm":
-        args += ["--tensor-parallel-size", str(tp), "--tool-parser-plugin", str(GLM45_TRAINED_PLUGIN)]
-        args += ["--tool-call-parser", GLM45_TRAINED_PARSER, "--reasoning-parser", parser, "--enable-auto-tool-choice"]
+        args += ["--tensor-parallel-size", str(tp)]
+        if chat.vllm_tool_parser == GLM45_TRAINED_PARSER:
+            args += ["--tool-parser-plugin", str(GLM45_TRAINED_PLUGIN)]
+        args += ["--tool-call-parser", chat.vllm_tool_parser, "--reasoning-parser", chat.reasoning_parser]
+        args += ["--enable-auto-tool-choice"]
+        if kept_thinking:  # the run trained on contexts that keep earlier reasoning: serve them so by default
+            args += ["--default-chat-template-kwargs", json.dumps({"clear_thinking": False})]
         if adapter is not None:
             args += ["--enable-lora", "--lora-modules", *lora]
         if max_model_len:
             args += ["--max-model-len", str(max_model_len)]
     else:
-        args += ["--tp", str(tp), "--tool-call-parser", parser, "--reasoning-parser", parser]
+        args += ["--tp", str(tp), "--tool-call-parser", chat.sglang_tool_parser]
+        args += ["--reasoning-parser", chat.reasoning_parser]
+        if kept_thinking:
+            notes.append(
+                'trained with earlier reasoning kept in the context: send `"chat_template_kwargs": '
+                '{"clear_thinking": false}` with each request (SGLang has no server-wide default)'
+            )
         if adapter is not None:
             args += ["--enable-lora", "--lora-paths", *lora]
         if max_model_len:

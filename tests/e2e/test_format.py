@@ -1,8 +1,10 @@
-"""Format parity: every recipe trains GLM-4.5 on exactly the text it is served with (finetune check-format).
+"""Format parity: every recipe trains its model on exactly the text it is served with (finetune check-format).
 
-What is trained (docs/format.md): each assistant turn as GLM-4.5 generates it (the think block, empty when there is
-no reasoning; the answer; the tool calls) and the stop token that ends it (`<|observation|>` after tool calls,
-`<|user|>` after an answer); never the prompt, the role headers or the tool results.
+What is trained (docs/format.md): each assistant turn as the model generates it (the think block, empty when there
+is no reasoning: GLM-4.7 writes a lone `</think>`; the answer; the tool calls) and the stop token that ends it
+(`<|observation|>` after tool calls, `<|user|>` after an answer); never the prompt, the role headers or the tool
+results. Every check holds a recipe to the replica of its own model, whose chat template is the official one of
+that model (GLM-4.5's for GLM-4.5, -Air and 4.6; GLM-4.7's own).
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from finetune.glm import format as fmt
 from finetune.glm.format_check import CASES, FormatRequest, check_format, check_formats
 from finetune.prepare.datasets import resolve_dataset
 from finetune.prepare.pipeline import PrepareOptions, prepare
 from finetune.recipes.recipe import all_recipes, resolve_recipe
-from tests.conftest import REFERENCE_DIR
 
 RENDERED = [r.id for r in all_recipes() if r.meta.engine != "megatron"]  # every engine that renders on a CPU
 
@@ -25,10 +25,21 @@ RENDERED = [r.id for r in all_recipes() if r.meta.engine != "megatron"]  # every
 CAUGHT = [  # (recipe, the setting dropped from its config, what the diff then shows)
     # ms-swift's hybrid-thinking default (`+ignore_empty_think`): the empty think block goes untrained
     ("swift/glm45-air_lora_4xh100", "disable_ignore_empty_think", "-\\n<think></think>\\n4\n"),
-    # ms-swift's default generation prompt is non-thinking: rollouts would start after `<think></think>`
+    ("swift/glm47_lora_16xh100", "disable_ignore_empty_think", "-</think>4\n+4\n"),
+    # ms-swift's default generation prompt is non-thinking: rollouts would start after the closed think block
     ("swift/glm45-air_grpo_4xh100", "enable_thinking", "+<|assistant|>\\n<think></think>"),
+    ("swift/glm47_grpo_16xh100", "enable_thinking", "+<|assistant|></think>"),
 ]
-WRONG_TEMPLATE = {"template": "glm4_moe"}
+# LLaMA-Factory's built-in templates for the model, in place of the project's corrected ones
+WRONG_TEMPLATE = {"llamafactory/glm45-air_lora_4xh100": "glm4_moe", "llamafactory/glm47_lora_16xh100": "glm4_7"}
+
+
+# GLM-4.5's template always clears earlier reasoning: a launch refuses kept-history data for it (tests/unit/launch)
+DPO_HISTORY = [
+    ("swift/glm45-air_dpo_4xh100", "history_cleared"),
+    ("swift/glm47_dpo_16xh100", "history_cleared"),
+    ("swift/glm47_dpo_16xh100", "history_kept"),
+]
 
 
 def _without(recipe_id: str, key: str) -> dict:
@@ -40,6 +51,18 @@ AGENT_FIXTURE = Path(__file__).parent / "fixtures" / "agent_trajectories.jsonl"
 # published ones are written: `"required": null`, `"default": null`, a `["number", "null"]` type
 PUBLIC_TOOLS_FIXTURE = Path(__file__).parent / "fixtures" / "public_tools.jsonl"
 LORA = {"swift": "swift/glm45-air_lora_4xh100", "llamafactory": "llamafactory/glm45-air_lora_4xh100"}
+LORA47 = {"swift": "swift/glm47_lora_16xh100", "llamafactory": "llamafactory/glm47_lora_16xh100"}
+BOTH_FORMATS = [*LORA.values(), *LORA47.values()]
+# reasoning in an earlier turn of a DPO prompt: GLM-4.7 drops it from the context unless clear_thinking=False
+EARLIER_REASONING = {
+    "messages": [
+        {"role": "user", "content": "Is 91 prime?"},
+        {"role": "assistant", "reasoning_content": "91 = 7 * 13.", "content": "No."},
+        {"role": "user", "content": "And 97?"},
+    ],
+    "chosen": {"role": "assistant", "reasoning_content": "No divisor up to 9.", "content": "Yes, 97 is prime."},
+    "rejected": {"role": "assistant", "content": "No."},
+}
 CONTEXT_TURN = {  # the first answer is context only (LLaMA-Factory's loss_weight 0)
     "messages": [
         {"role": "user", "content": [{"type": "text", "value": "Draft a title."}], "loss_weight": 0.0},
@@ -52,109 +75,136 @@ CONTEXT_TURN = {  # the first answer is context only (LLaMA-Factory's loss_weigh
 
 @pytest.fixture(scope="module")
 def user_datasets(tmp_path_factory):
-    """Agent trajectories (typed content, parallel results as one JSON list, rows ending in a tool call) and a
-    row with a context-only turn, prepared as `finetune prepare` prepares a user's file."""
+    """Agent trajectories (typed content, parallel results as one JSON list, rows ending in a tool call), a row
+    with a context-only turn, published-style tool schemas, and a preference row with reasoning in its prompt
+    prepared both ways (--clear-thinking true / false), as `finetune prepare` prepares a user's file."""
     root = tmp_path_factory.mktemp("user-data")
     context = root / "context_turn.jsonl"
     context.write_text(json.dumps(CONTEXT_TURN) + "\n")
+    earlier = root / "earlier_reasoning.jsonl"
+    earlier.write_text(json.dumps(EARLIER_REASONING) + "\n")
     out = {}
-    for name, path in (("agent", AGENT_FIXTURE), ("context_turn", context), ("public_tools", PUBLIC_TOOLS_FIXTURE)):
-        options = PrepareOptions([str(path)], name, out_root=root / "data", token_stats=False, progress=False)
+    for name, path, clear in (
+        ("agent", AGENT_FIXTURE, True),
+        ("context_turn", context, True),
+        ("public_tools", PUBLIC_TOOLS_FIXTURE, True),
+        ("history_cleared", earlier, True),
+        ("history_kept", earlier, False),
+    ):
+        options = PrepareOptions(
+            [str(path)], name, out_root=root / "data", token_stats=False, progress=False, clear_thinking=clear
+        )
         out[name] = prepare(options).dataset
     return out
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _rendered_together(air_replica, user_datasets):
-    """Every check below, rendered in one process per framework (finetune/glm/format_check.py: check_formats);
-    the tests then read the cached reports."""
+def _rendered_together(user_datasets):
+    """Every check below, rendered in one process per framework and model (finetune/glm/format_check.py:
+    check_formats); the tests then read the cached reports."""
     recipes = [resolve_recipe(r) for r in RENDERED]
-    lf = resolve_recipe("llamafactory/glm45-air_lora_4xh100")
+    sft = ("agent", "context_turn", "public_tools")
     check_formats(
         [
-            *(
-                FormatRequest(resolve_recipe(r), dataset=ds, tokenizer_dir=air_replica)
-                for r in LORA.values()
-                for ds in user_datasets.values()
-            ),
-            *(FormatRequest(r, tokenizer_dir=air_replica) for r in recipes),
-            *(FormatRequest(r, dataset=resolve_dataset(r.meta.dataset), tokenizer_dir=air_replica) for r in recipes),
-            *(FormatRequest(resolve_recipe(r), _without(r, key), tokenizer_dir=air_replica) for r, key, _ in CAUGHT),
-            FormatRequest(lf, {**lf.config, **WRONG_TEMPLATE}, tokenizer_dir=air_replica),
+            *(FormatRequest(resolve_recipe(r), dataset=user_datasets[d]) for r in BOTH_FORMATS for d in sft),
+            *(FormatRequest(resolve_recipe(r), dataset=user_datasets[d]) for r, d in DPO_HISTORY),
+            *(FormatRequest(r) for r in recipes),
+            *(FormatRequest(r, dataset=resolve_dataset(r.meta.dataset)) for r in recipes),
+            *(FormatRequest(resolve_recipe(r), _without(r, key)) for r, key, _ in CAUGHT),
+            *(FormatRequest(resolve_recipe(r), _with_template(r, t)) for r, t in WRONG_TEMPLATE.items()),
         ]
     )
 
 
-@pytest.fixture(scope="module")
-def tok(air_replica):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(air_replica)
+def _with_template(recipe_id: str, template: str) -> dict:
+    return {**resolve_recipe(recipe_id).config, "template": template}
 
 
 @pytest.mark.parametrize("recipe_id", RENDERED)
-def test_recipe_trains_exactly_the_official_assistant_turns(recipe_id, air_replica):
+def test_recipe_trains_exactly_the_official_assistant_turns(recipe_id):
     """The format cases in the shape the recipe trains on (conversations, preference pairs, RL prompts), rendered
-    by its framework as its trainer renders them. Recipes with the same template settings share one rendering
-    (the cache key holds the settings, the data and the rendering code)."""
-    report = check_format(resolve_recipe(recipe_id), tokenizer_dir=air_replica)
+    by its framework as its trainer renders them, against its own model's official template. Recipes with the
+    same template settings and model share one rendering (the cache key holds them, the data and the code)."""
+    report = check_format(resolve_recipe(recipe_id))
     assert report.rows == len(CASES) and not report.skipped
     assert report.differences == [], report.summary()
 
 
-@pytest.mark.parametrize("framework", list(LORA))
-def test_agent_trajectories_train_as_glm45_renders_them(framework, user_datasets, air_replica):
+@pytest.mark.parametrize("recipe_id", BOTH_FORMATS)
+def test_agent_trajectories_train_as_the_model_renders_them(recipe_id, user_datasets):
     """Typed-content rows with reasoning and parallel results, and trajectories that end in a tool call: the final
-    call is trained with the `<|observation|>` that hands the turn to the tools, in both frameworks."""
-    dataset = user_datasets["agent"]
-    report = check_format(resolve_recipe(LORA[framework]), dataset=dataset, tokenizer_dir=air_replica)
+    call is trained with the `<|observation|>` that hands the turn to the tools, in both frameworks, for GLM-4.5's
+    and GLM-4.7's formats."""
+    report = check_format(resolve_recipe(recipe_id), dataset=user_datasets["agent"])
     assert report.rows == 3 and report.differences == [], report.summary()
 
 
-@pytest.mark.parametrize("framework", list(LORA))
-def test_tool_schemas_reach_training_as_glm45_renders_them_nulls_included(framework, user_datasets, air_replica):
+@pytest.mark.parametrize("recipe_id", BOTH_FORMATS)
+def test_tool_schemas_reach_training_as_the_model_renders_them_nulls_included(recipe_id, user_datasets):
     """The whole text, not only the trained tokens: the tool block is what the served model is prompted with.
     ms-swift removes nulls from tool schemas (Arrow padding to it); the prepared files hold tools as JSON text,
     whose nulls are the user's, and the repository's loader fix keeps them (trainer/swift/tool_schemas.py)."""
-    report = check_format(
-        resolve_recipe(LORA[framework]), dataset=user_datasets["public_tools"], tokenizer_dir=air_replica
-    )
+    report = check_format(resolve_recipe(recipe_id), dataset=user_datasets["public_tools"])
     assert report.rows == 3 and report.differences == [], report.summary()
 
 
-def test_a_context_only_turn_is_untrained_in_swift_and_shown_as_trained_by_llamafactory(user_datasets, air_replica):
+@pytest.mark.parametrize(("lora", "untrained"), [(LORA, "Untitled"), (LORA47, "</think>Untitled")])
+def test_a_context_only_turn_is_untrained_in_swift_and_shown_as_trained_by_llamafactory(lora, untrained, user_datasets):
     """ms-swift honours a turn's `loss: false`; LLaMA-Factory's sharegpt format trains every assistant turn, and the
     format check says so (trained tokens differ), so that data is not trained there unnoticed."""
     dataset = user_datasets["context_turn"]
-    swift = check_format(resolve_recipe(LORA["swift"]), dataset=dataset, tokenizer_dir=air_replica)
+    swift = check_format(resolve_recipe(lora["swift"]), dataset=dataset)
     assert not swift.trained_mismatch, swift.summary()
-    lf = check_format(resolve_recipe(LORA["llamafactory"]), dataset=dataset, tokenizer_dir=air_replica)
-    added = [line for line in lf.differences[0].diff.splitlines() if line.startswith("+") and "Untitled" in line]
+    lf = check_format(resolve_recipe(lora["llamafactory"]), dataset=dataset)
+    added = [line for line in lf.differences[0].diff.splitlines() if line.startswith("+") and untrained in line]
     assert lf.trained_mismatch and added, lf.summary()
 
 
+@pytest.mark.parametrize(("recipe_id", "history"), DPO_HISTORY)
+def test_dpo_context_keeps_earlier_reasoning_exactly_when_the_data_says_so(recipe_id, history, user_datasets):
+    """GLM-4.7's clear_thinking: a dataset prepared with --clear-thinking false keeps the earlier turn's reasoning in
+    the DPO prompt, as the template renders it with clear_thinking=False; by default it is dropped. GLM-4.5's
+    template has no such switch (a launch refuses such data for it); its rendering of the cleared context holds."""
+    from transformers import AutoTokenizer
+
+    from finetune.glm.format_check import official
+    from finetune.replica.build import ensure_replica
+
+    recipe = resolve_recipe(recipe_id)
+    report = check_format(recipe, dataset=user_datasets[history])
+    assert report.rows == 1 and report.differences == [], report.summary()
+    if recipe.meta.model == "glm-4.7":  # the two renderings differ where it matters: the check could tell them apart
+        tokenizer = AutoTokenizer.from_pretrained(ensure_replica("glm-4.7"))
+        prompt = EARLIER_REASONING["messages"]
+        kept, cleared = (official(tokenizer, prompt, None, clear_thinking=c) for c in (False, True))
+        assert "<think>91 = 7 * 13.</think>No." in kept and "</think>No." in cleared and kept != cleared
+
+
 @pytest.mark.parametrize("recipe_id", RENDERED)
-def test_recipe_trains_its_own_sample_data_as_glm45_renders_it(recipe_id, air_replica):
+def test_recipe_trains_its_own_sample_data_as_the_model_renders_it(recipe_id):
     recipe = resolve_recipe(recipe_id)
     dataset = resolve_dataset(recipe.meta.dataset)
-    report = check_format(recipe, dataset=dataset, tokenizer_dir=air_replica)
+    report = check_format(recipe, dataset=dataset)
     assert report.rows == dataset.manifest.counts.kept and not report.skipped
     assert report.differences == [], report.summary()
 
 
 @pytest.mark.parametrize(("recipe_id", "dropped", "shows"), CAUGHT)
-def test_ms_swift_defaults_that_change_the_format_are_caught(recipe_id, dropped, shows, air_replica):
+def test_ms_swift_defaults_that_change_the_format_are_caught(recipe_id, dropped, shows):
     """The check renders through ms-swift's own argument classes, so their defaults show: without the recipe's
-    setting, the trained tokens (or the rollout prompt) differ from GLM-4.5's."""
-    report = check_format(resolve_recipe(recipe_id), _without(recipe_id, dropped), tokenizer_dir=air_replica)
+    setting, the trained tokens (or the rollout prompt) differ from the official ones."""
+    report = check_format(resolve_recipe(recipe_id), _without(recipe_id, dropped))
     assert report.trained_mismatch, report.summary()
     assert shows in report.summary(), report.summary()
 
 
-def test_every_llamafactory_recipe_uses_the_corrected_template():
+def test_every_llamafactory_recipe_uses_the_corrected_template_of_its_model():
+    from finetune.recipes.models import get_model
+
     for recipe in all_recipes():
         if recipe.framework == "llamafactory":
-            assert recipe.config["template"] == "glm45", recipe.id
+            want = get_model(recipe.meta.model).chat.llamafactory_template
+            assert recipe.config["template"] == want in ("glm45", "glm47"), recipe.id
 
 
 def test_megatron_recipes_are_skipped_with_a_note():
@@ -163,93 +213,17 @@ def test_megatron_recipes_are_skipped_with_a_note():
     assert report.skipped and "glm4_5" in report.skipped and not report.trained_mismatch
 
 
-def test_a_wrong_template_is_caught_with_a_readable_diff(air_replica):
-    recipe = resolve_recipe("llamafactory/glm45-air_lora_4xh100")
-    report = check_format(recipe, {**recipe.config, **WRONG_TEMPLATE}, tokenizer_dir=air_replica)
+@pytest.mark.parametrize(("recipe_id", "template"), WRONG_TEMPLATE.items())
+def test_llamafactorys_built_in_template_is_caught_with_a_readable_diff(recipe_id, template):
+    report = check_format(resolve_recipe(recipe_id), _with_template(recipe_id, template))
     assert report.trained_mismatch
     summary = report.summary()
-    assert "--- GLM-4.5 trained spans" in summary and "+++ training trained spans" in summary
+    assert "--- official trained spans" in summary and "+++ training trained spans" in summary
     assert "-<|observation|>" in summary or "</tool_call>" in summary  # the missing closing tag / stop token shows
 
 
-def test_the_format_check_is_cached(air_replica, monkeypatch):
+def test_the_format_check_is_cached(monkeypatch):
     recipe = resolve_recipe("swift/glm45-air_lora_4xh100")
-    check_format(recipe, tokenizer_dir=air_replica)
+    check_format(recipe)
     monkeypatch.setattr("finetune.glm.format_check.render_many", lambda *a, **k: pytest.fail("rendered again"))
-    assert check_format(recipe, tokenizer_dir=air_replica).differences == []
-
-
-# -- the decisions, on the golden vectors ------------------------------------------------------------------------
-
-
-def _golden() -> list[dict]:
-    path = REFERENCE_DIR / "glm45-chat-template-vectors.jsonl"
-    if not path.is_file():
-        pytest.fail(f"golden chat-template vectors not found at {path} (expected ../shared beside the repository)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _lf_messages(messages: list[dict]) -> tuple[str, list[dict]]:
-    system = messages[0]["content"] if messages[0]["role"] == "system" else ""
-    out = []
-    for m in messages[1:] if system else messages:
-        if m["role"] == "assistant":
-            reasoning, content = fmt.split_reasoning(m["content"])
-            calls = [c["function"] for c in m.get("tool_calls", [])]
-            out.append(
-                {
-                    "role": "function" if calls else "assistant",
-                    "calls": calls,
-                    "content": content,
-                    "reasoning": m.get("reasoning_content") or reasoning,
-                }
-            )
-        else:
-            out.append({"role": "observation" if m["role"] == "tool" else m["role"], "content": m["content"]})
-    return system, out
-
-
-@pytest.mark.parametrize(
-    "vector", [v for v in _golden() if not v.get("add_generation_prompt")], ids=lambda v: v["name"]
-)
-def test_segments_reproduce_the_golden_text_and_train_turn_plus_stop(vector):
-    system, messages = _lf_messages(vector["messages"])
-    segments = fmt.training_segments(messages, system, vector.get("tools"))
-    responses = segments[1::2]
-    last_stop = fmt.OBSERVATION if messages[-1].get("calls") else fmt.USER
-    assert "".join(segments) == vector["expected"] + last_stop
-    for prompt in segments[::2]:
-        assert prompt.endswith(fmt.ASSISTANT)  # the generation prompt, as the official template ends it
-    for response, message in zip(responses, messages[1::2], strict=True):
-        # what a served model generates after the prompt's `<|assistant|>`: the newline, then the think block
-        assert response.startswith("\n<think>")
-        assert response.endswith(fmt.OBSERVATION if message["role"] == "function" else fmt.USER)
-        assert "<tool_response>" not in response and fmt.ASSISTANT not in response
-
-
-def test_thinking_off_moves_the_empty_think_block_into_the_prompt():
-    segments = fmt.training_segments(
-        [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}], thinking=False
-    )
-    generation = next(v for v in _golden() if v["name"] == "generation_prompt_no_thinking")
-    assert segments[0] == generation["expected"]
-    assert segments[1] == "\nHi" + fmt.USER
-
-
-def test_tool_calls_parse_back_as_the_glm45_parser_reads_them():
-    text = (
-        "<think>Need weather.</think>\nLet me check.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n"
-        "<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>"
-        "<|observation|>"
-    )
-    assert fmt.parse_assistant(text) == {
-        "reasoning": "Need weather.",
-        "content": "Let me check.",
-        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}],
-    }
-
-
-def test_swift_locks_the_same_decisions(tok, air_replica):
-    """ms-swift's glm4_5 trains the empty think block, `<|observation|>` after calls and `<|user|>` at the end."""
-    report = check_format(resolve_recipe("swift/glm45-air_lora_4xh100"), tokenizer_dir=air_replica)
-    assert report.differences == []
+    assert check_format(recipe).differences == []

@@ -15,6 +15,7 @@ from finetune.launch.plan import LaunchRequest, plan_launch
 from finetune.recipes.components import component_of
 from finetune.recipes.models import get_model
 from finetune.recipes.recipe import all_recipes
+from finetune.replica.build import ensure_replica
 
 LF_LORA = [r.id for r in all_recipes() if r.framework == "llamafactory" and r.meta.method == "lora"]
 
@@ -31,14 +32,14 @@ def _expected_counts(model_name: str, config: dict, adapts: list[str]) -> Counte
 
 
 @pytest.mark.parametrize("recipe_id", LF_LORA)
-def test_adapted_modules_are_what_the_header_says(recipe_id, air_replica, glm45_replica, tmp_path):
+def test_adapted_modules_are_what_the_header_says(recipe_id, tmp_path):
     from llamafactory.hparams.parser import _parse_train_args
     from llamafactory.model import load_model, load_tokenizer
 
     plan = plan_launch(
         LaunchRequest(recipe=recipe_id, nnodes=1, nproc_per_node=1, run_dir=tmp_path / "run"), check=False
     )
-    replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[plan.recipe.meta.model]
+    replica = ensure_replica(plan.recipe.meta.model)
     config = {**plan.config, "model_name_or_path": str(replica), "bf16": False, "output_dir": str(tmp_path)}
     config.pop("deepspeed", None)
     model_args, _, _, finetuning_args, _ = _parse_train_args(config)

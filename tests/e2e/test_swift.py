@@ -29,6 +29,7 @@ from finetune.prepare.datasets import resolve_dataset
 from finetune.recipes.components import component_of
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import all_recipes, resolve_recipe
+from finetune.replica.build import ensure_replica
 from tests.conftest import REPO_ROOT, run_cli
 from tests.helpers.gpu_extras import require_modules
 from tests.helpers.merge import merge_difference
@@ -195,14 +196,14 @@ def test_launch_passes_the_glm45_template_and_runs_swift_through_torchrun(air_re
 
 
 @pytest.fixture(scope="module")
-def adapted(air_replica, glm45_replica, tmp_path_factory) -> dict[str, list[str]]:
+def adapted(tmp_path_factory) -> dict[str, list[str]]:
     """Recipe id -> the parameters ms-swift's own tuner set-up leaves trainable on the replica, for every HF-path
     LoRA recipe (one ms-swift process for all of them)."""
     folder = tmp_path_factory.mktemp("adapted")
     argv = []
     for recipe_id in HF_LORA:
         recipe = resolve_recipe(recipe_id)
-        replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
+        replica = ensure_replica(recipe.meta.model)
         shrink = [format_override(k, v) for k, v in SWIFT.cpu_smoke_overrides(STEPS, recipe.meta).items()]
         plan = plan_launch(
             LaunchRequest(
@@ -384,12 +385,12 @@ def test_two_nodes_train_as_one_process(runs, air_replica, single_run):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("recipe_id", MEGATRON)
-def test_megatron_recipe_trains_on_gpu(recipe_id, runs, air_replica, glm45_replica):
+def test_megatron_recipe_trains_on_gpu(recipe_id, runs):
     """A few real Megatron-SWIFT steps on the replica (needs `./setup.sh gpu-extras`). No CPU twin: nothing of
     Megatron runs without a GPU; on a CPU its recipes are checked against Megatron-SWIFT's argument names only."""
     require_modules(SWIFT.python(), ("megatron.core", "transformer_engine"), "run ./setup.sh gpu-extras")
     recipe = resolve_recipe(recipe_id)
-    replica = {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[recipe.meta.model]
+    replica = ensure_replica(recipe.meta.model)
     import torch
 
     gpus = torch.cuda.device_count()

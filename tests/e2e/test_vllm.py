@@ -1,8 +1,9 @@
 """Train what you serve, through a real engine: vLLM's CPU build serving the replica fine-tuned by each framework.
 
 The proof: a handful of tool-calling conversations (tests/e2e/fixtures/tool_calls.jsonl) are prepared, the replica
-is trained on them with each framework's LoRA recipe until it reproduces them, merged with `finetune export`,
-served with `finetune serve --run` (vLLM with the glm45 tool-call and reasoning parsers), and asked the training
+is trained on them with each framework's LoRA recipe until it reproduces them (GLM-4.5-Air's replica by both
+frameworks, GLM-4.7's by LLaMA-Factory with the project's `glm47` template), merged with `finetune export`,
+served with `finetune serve --run` (vLLM with the model's tool-call and reasoning parsers), and asked the training
 prompts with their tools: the tool calls and reasoning the server's own parsers return must equal the training
 targets, and so must the final answers after the tool results go back. Any difference between the format a
 framework trains and the one vLLM renders and parses shows up here as a wrong reply.
@@ -32,6 +33,7 @@ import pytest
 from finetune.frameworks import get_framework
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
+from finetune.replica.build import ensure_replica
 from finetune.serving.chat import ServerChat, assistant_message
 from finetune.serving.engine import find_engine
 from finetune.serving.serve import check_engine_args, engine_verdicts, plan_serve
@@ -44,7 +46,12 @@ pytestmark = [pytest.mark.vllm, pytest.mark.train]
 FIXTURE = Path(__file__).parent / "fixtures" / "tool_calls.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
 STEPS = 100
-RECIPES = {"llamafactory": "llamafactory/glm45-air_lora_4xh100", "swift": "swift/glm45-air_lora_4xh100"}
+RECIPES = {  # one run each, on the replica of the recipe's model
+    "llamafactory": "llamafactory/glm45-air_lora_4xh100",
+    "swift": "swift/glm45-air_lora_4xh100",
+    # GLM-4.7: its own chat template and tool-call layout, served with vLLM's glm47 parser (grammar on)
+    "glm47": "llamafactory/glm47_lora_16xh100",
+}
 MEMORIZE = {  # on top of each framework's CPU shrink: one batch of all rows, a constant rate, long enough rows
     "llamafactory": {
         "deepspeed": None,
@@ -77,8 +84,10 @@ def data_root(tmp_path_factory):
     return root
 
 
-def _train_and_export(framework: str, replica: Path, data_root: Path, run_dir: Path) -> Path:
-    recipe = resolve_recipe(RECIPES[framework])
+def _train_and_export(run: str, data_root: Path, run_dir: Path) -> Path:
+    recipe = resolve_recipe(RECIPES[run])
+    replica = ensure_replica(recipe.meta.model)
+    framework = recipe.framework
     overrides = {**get_framework(framework).cpu_smoke_overrides(STEPS, recipe.meta), **MEMORIZE[framework]}
     sets = [a for k, v in overrides.items() for a in ("--set", format_override(k, v))]
     out = run_cli(
@@ -182,17 +191,17 @@ def _assert_replays_the_training_rows(chat: ServerChat) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, air_replica, data_root):
-    """One fine-tuned, merged run per framework, trained once for the module, both at once (one core each)."""
+def trained(tmp_path_factory, data_root):
+    """One fine-tuned, merged run per entry of RECIPES, trained once for the module, two at a time (one core each)."""
     root = tmp_path_factory.mktemp("vllm-runs")
-    with ThreadPoolExecutor(len(RECIPES)) as pool:
-        runs = {fw: pool.submit(_train_and_export, fw, air_replica, data_root, root / fw) for fw in RECIPES}
-        return {fw: run.result() for fw, run in runs.items()}
+    with ThreadPoolExecutor(2) as pool:
+        runs = {name: pool.submit(_train_and_export, name, data_root, root / name) for name in RECIPES}
+        return {name: run.result() for name, run in runs.items()}
 
 
 @pytest.fixture(scope="class")
 def servers(trained):
-    """Both frameworks' merged runs served at once (the two engines start side by side); stopped with Ctrl-C."""
+    """Every merged run served at once (the engines start side by side); stopped with Ctrl-C."""
     procs = {fw: _start_server(run) for fw, run in trained.items()}
     try:
         yield {fw: _ready_url(proc) for fw, proc in procs.items()}
@@ -208,6 +217,14 @@ class TestServedRuns:
         url = servers[framework]
         chat = ServerChat(url)
         _assert_replays_the_training_rows(chat)
+        if framework == "glm47":
+            # the server renders GLM-4.7's own prompts: no newline after the role tokens, `<think>` opens the turn,
+            # thinking off closes it at once
+            row = ROWS[0]
+            assert _rendered_prompt(url, chat.model_name(), row, thinking=True).endswith("<|assistant|><think>")
+            assert _rendered_prompt(url, chat.model_name(), row, thinking=False).endswith(
+                row["messages"][0]["content"] + "<|assistant|></think>"
+            )
         if framework == "llamafactory":
             # the same server, as `finetune chat` users reach it: streaming, thinking off, the one-shot CLI
             row = ROWS[0]

@@ -10,13 +10,14 @@ import json
 from typing import Any
 
 from finetune.errors import suggest
+from finetune.glm.format import RESULT_SEPARATOR
 from finetune.prepare.layouts.base import ConvertOptions, Notes
 from finetune.prepare.layouts.calls import parse_call_text, tool_call
 from finetune.prepare.layouts.text import as_text, split_think, type_name
 from finetune.prepare.layouts.typed_parts import is_typed_content, plain_message, trained
 from finetune.prepare.problems import RowProblem, at
 
-LF_RESULT_SEPARATOR = "\n</tool_response>\n<tool_response>\n"
+LF_RESULT_SEPARATOR = RESULT_SEPARATOR
 """How LLaMA-Factory joins the results of parallel tool calls into one observation."""
 
 CANONICAL_ROLES = ("system", "user", "assistant", "tool")

@@ -100,3 +100,22 @@ def test_bench_run_starts_no_configuration_that_cannot_finish():
     assert rows[0]["elapsed_s"] > 0 and rows[0]["setup_s"] > 0
     assert rows[1]["reason"].startswith("budget: this configuration estimated at 10 s, 5 s left")
     assert "metrics" not in rows[1]
+
+
+def test_a_record_without_a_memory_ratio_still_prints_its_line():
+    """A CPU peak above the floor can be 0 bytes (and a planner without the slice's figures gives no plan): the
+    summary line says so instead of failing the run that measured it."""
+    from finetune.bench.compare import ratios
+    from finetune.bench.run import summary_line
+
+    assert ratios({"peak_memory_bytes": 0}, {"memory_bytes": 2**30})["memory"] == 0.0
+    record = {
+        "device_kind": "cpu",
+        "slice": {"model": "glm-4.5-air", "layers": 2},
+        "config": {"method": "lora", "checkpointing": True, "seq_len": 32, "experts_impl": "eager"},
+        "status": "ok",
+        "metrics": {"mfu": None, "peak_memory_bytes": 0, "memory_kind": "cpu", "step_time_s": 0.5, "tokens_per_s": 64},
+        "planned": {"memory_gib": 1.0},
+        "ratios": {"memory": None},
+    }
+    assert "planned 1.00, x-) step 0.500 s 64 tok/s MFU -" in summary_line(record)

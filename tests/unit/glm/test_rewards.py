@@ -8,6 +8,7 @@ import pytest
 from finetune.glm.rewards import answer_reward, format_reward
 
 TOOL_CALL = "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>"
+TOOL_CALL_47 = "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>"  # GLM-4.7
 
 
 @pytest.mark.parametrize(
@@ -50,9 +51,10 @@ def test_a_wrong_or_missing_answer_earns_nothing(completion, solution):
         "No reasoning, just 16.",
         f"<think>Need the weather.</think>{TOOL_CALL}",
         f"<think></think>Checking.\n{TOOL_CALL}",
+        f"<think>Need the weather.</think>Checking.{TOOL_CALL_47}<tool_call>now</tool_call>",  # no-argument call
     ],
 )
-def test_well_formed_glm45_output_earns_the_format_reward(completion):
+def test_well_formed_output_earns_the_format_reward(completion):
     assert format_reward(completion) == 1.0
 
 
@@ -67,6 +69,8 @@ def test_well_formed_glm45_output_earns_the_format_reward(completion):
         "<think>Call.</think><tool_call>\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>",
         "<think>Call.</think><tool_call>get_weather\ncity=Paris\n</tool_call>",  # arguments not as key/value pairs
         "<think>Call.</think><tool_call>get_weather\n<arg_key>city</arg_key>\n</tool_call>",  # unbalanced arg tags
+        "<think>Call.</think><tool_call><arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>",  # no name
+        "<think>Call.</think><tool_call>get_weather<arg_key>city</arg_key>Paris</tool_call>",  # 4.7, no value tags
     ],
 )
 def test_malformed_output_earns_no_format_reward(completion):

@@ -12,9 +12,11 @@ from finetune.frameworks import get_framework
 from finetune.launch.plan import LaunchRequest, plan_launch
 from finetune.launch.rundir import claim_run_dir
 from finetune.paths import DATA_DIR, REPO_ROOT
+from finetune.recipes.recipe import all_recipes
 from tests.conftest import run_cli
 
 GLM45 = "llamafactory/glm45_lora_16xh100"
+GLM47_RECIPES = [r.id for r in all_recipes() if r.meta.model == "glm-4.7" and r.meta.engine == "deepspeed"]
 
 
 def test_dry_run_of_the_16_gpu_recipe_on_node_rank_1(tmp_path):
@@ -75,6 +77,59 @@ def test_model_folder_must_be_glm4_moe(tmp_path):
             LaunchRequest(recipe=GLM45, model=str(tmp_path), nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r"),
             check=False,
         )
+
+
+@pytest.mark.parametrize(
+    ("model", "bf16"),
+    [
+        ("zai-org/GLM-4.7-FP8", "zai-org/GLM-4.7"),  # a hub id the model descriptions list as an FP8 checkpoint
+        ("zai-org/GLM-4.5-Air-FP8", "zai-org/GLM-4.5-Air"),
+        ("folder", "zai-org/GLM-4.5"),  # a local folder whose config says FP8: the recipe's own BF16 model
+    ],
+)
+def test_fp8_checkpoints_are_refused_for_training_with_the_bf16_id(model, bf16, tmp_path):
+    if model == "folder":
+        config = {"model_type": "glm4_moe", "quantization_config": {"quant_method": "fp8", "fmt": "e4m3"}}
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        model = str(tmp_path)
+    with pytest.raises(FinetuneError, match="FP8") as refused:
+        plan_launch(
+            LaunchRequest(recipe=GLM45, model=model, nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r"), check=False
+        )
+    assert f"--model {bf16}" in str(refused.value) and "serving" in str(refused.value)
+
+
+def test_a_bf16_folder_is_not_taken_for_fp8(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "glm4_moe", "quantization_config": None}))
+    request = LaunchRequest(recipe=GLM45, model=str(tmp_path), nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r")
+    assert plan_launch(request, check=False).model == str(tmp_path.resolve())
+
+
+def test_preserved_thinking_data_is_trained_so_and_refused_where_the_template_cannot(tmp_path, monkeypatch):
+    """A dataset prepared with --clear-thinking false: GLM-4.5's template always clears earlier reasoning, so a
+    GLM-4.5 recipe refuses it; a GLM-4.7 recipe keeps it in both frameworks' context (preserve_thinking)."""
+    from finetune.prepare.pipeline import PrepareOptions, prepare
+
+    source = tmp_path / "agent.jsonl"
+    source.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}) + "\n"
+    )
+    prepare(
+        PrepareOptions(
+            [str(source)], "kept", out_root=tmp_path / "data", token_stats=False, progress=False, clear_thinking=False
+        )
+    )
+    monkeypatch.setenv("FINETUNE_DATA_ROOT", str(tmp_path / "data"))
+    request = LaunchRequest(recipe=GLM45, dataset="kept", nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r")
+    with pytest.raises(FinetuneError, match=r"--clear-thinking false.*GLM-4.5's chat template always clears it"):
+        plan_launch(request, check=False)
+    assert len(GLM47_RECIPES) >= 4  # both frameworks' LoRA, DPO, GRPO, ...
+    for recipe in GLM47_RECIPES:
+        plan = plan_launch(
+            LaunchRequest(recipe=recipe, dataset="kept", nnodes=1, nproc_per_node=1, run_dir=tmp_path / "r"),
+            check=False,
+        )
+        assert plan.config["preserve_thinking"] is True, recipe
 
 
 def test_overrides_are_typed_and_null_drops_a_key(tmp_path):

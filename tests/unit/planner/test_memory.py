@@ -7,13 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from finetune.catalog import MODELS
 from finetune.frameworks.setup import DeepSpeedSettings, LoraSpec, TrainingSetup
 from finetune.planner import plan_setup, what_if
 from finetune.planner.memory import GIB, PlanInputs, activation_bytes, estimate, fits, logits_bytes, max_seq_len
-from finetune.recipes.models import get_model
+from finetune.planner.report import render_text
+from finetune.recipes.models import all_models, get_model
 
 NON_EXPERT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MEGATRON_DEFAULT_LORA = LoraSpec(8, ("all-linear",), layout="megatron")  # Megatron-SWIFT's defaults
+LONGEST_CONTEXT = max(spec.context for spec in all_models().values())
 
 
 def setup(method="lora", lora=None, engine="deepspeed", stage=3, params=None, optimizer=None, **kw) -> TrainingSetup:
@@ -138,6 +141,33 @@ def test_longest_sequence_is_the_boundary():
     assert fits(base.inputs.changed(seq_len=n), capacity) and not fits(base.inputs.changed(seq_len=n + 1), capacity)
 
 
+# GLM-4.5's Megatron LoRA on 64 H200s with context parallelism 4: memory would allow longer than any context.
+LONG_CONTEXT_LAYOUT = {"tp": 8, "ep": 16, "cp": 4, **MEGATRON, "logits_fused": True}
+
+
+@pytest.mark.parametrize(
+    ("model", "context"), [("glm-4.5", 131072), ("glm-4.5-air", 131072), ("glm-4.6", 202752), ("glm-4.7", 202752)]
+)
+def test_the_ceiling_is_the_models_own_context(model, context):
+    roomy = plan(model, 8, 8, "h200", lora=LoraSpec(8, ("linear_qkv",), layout="megatron"), **LONG_CONTEXT_LAYOUT)
+    assert get_model(model).context == roomy.context == context
+    assert what_if(roomy, seq_len=context + 1).trainer_fits  # memory is not what stops it
+    assert roomy.max_seq_len == context and roomy.to_json()["context"] == context
+    assert f"Longest sequence that fits: {context:,} tokens at micro-batch 1 (the model's context)" in render_text(
+        roomy
+    )
+    bound = plan(model, 2, 8, lora=LoraSpec(16, NON_EXPERT))  # 16 H100s: memory decides, and it says no more
+    assert 0 < bound.max_seq_len < context and "(the model's context)" not in render_text(bound)
+
+
+def test_a_sequence_past_the_context_is_noted():
+    glm47 = plan("glm-4.7", 8, 8, "h200", lora=LoraSpec(8, ("linear_qkv",), layout="megatron"), **LONG_CONTEXT_LAYOUT)
+    assert "longer than the model's context" not in render_text(glm47)
+    past = what_if(glm47, seq_len=250_000)
+    assert "Note: 250,000 tokens is longer than the model's context (202,752 positions)" in render_text(past)
+    assert "longer than the model's context" not in render_text(what_if(glm47, seq_len=202_752))
+
+
 # -- properties -------------------------------------------------------------------------------------------------
 
 _BASES: dict[str, PlanInputs] = {}
@@ -186,7 +216,7 @@ def _lora_or_full(x: PlanInputs, lora: bool) -> PlanInputs:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    model=st.sampled_from(["glm-4.5", "glm-4.5-air"]),
+    model=st.sampled_from(MODELS),
     knobs=deepspeed_inputs,
     n=st.integers(1, 32),
     more=st.integers(1, 8),
@@ -203,7 +233,7 @@ def test_more_gpus_never_increase_model_states_deepspeed(model, knobs, n, more):
 
 @settings(max_examples=150, deadline=None)
 @given(
-    model=st.sampled_from(["glm-4.5", "glm-4.5-air"]),
+    model=st.sampled_from(MODELS),
     knobs=megatron_inputs,
     k=st.integers(1, 8),
     more=st.integers(1, 8),
@@ -221,7 +251,7 @@ def test_more_gpus_never_increase_model_states_megatron(model, knobs, k, more):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    model=st.sampled_from(["glm-4.5", "glm-4.5-air"]),
+    model=st.sampled_from(MODELS),
     engine=st.sampled_from(["deepspeed", "megatron"]),
     checkpointing=st.booleans(),
     fused=st.booleans(),
@@ -230,8 +260,8 @@ def test_more_gpus_never_increase_model_states_megatron(model, knobs, k, more):
     cp=st.sampled_from([1, 2]),
     micro=st.integers(1, 4),
     accum=st.integers(1, 16),
-    seq=st.integers(1, 131072),
-    longer=st.integers(0, 131072),
+    seq=st.integers(1, LONGEST_CONTEXT),
+    longer=st.integers(0, LONGEST_CONTEXT),
 )
 def test_longer_sequences_never_decrease_activation_memory(
     model, engine, checkpointing, fused, tp, pp, cp, micro, accum, seq, longer

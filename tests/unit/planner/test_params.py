@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from finetune.frameworks.setup import ROUTED_EXPERT_PARAMETERS, LoraSpec
-from finetune.planner.params import ModelShape, compute_counts, count_params
+from finetune.planner.params import ModelShape, cache_key, compute_counts, count_params, library_versions
 from finetune.recipes.models import get_model
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -104,6 +104,20 @@ def test_totals_and_buckets_match_transformers_and_the_reference(name):
 def test_exact_totals():
     assert count_params(_config("glm-4.5")).total == 352_797_814_784
     assert count_params(_config("glm-4.5-air")).total == 106_852_245_504
+    assert count_params(_config("glm-4.6")).total == count_params(_config("glm-4.7")).total == 352_797_814_784
+
+
+def test_a_longer_context_counts_as_glm45_and_shares_its_key():
+    """GLM-4.6 and GLM-4.7 are GLM-4.5 with 202,752 positions: rotary positions hold no parameter, so they are
+    counted under GLM-4.5's key (the shipped counts serve them); a key that shapes a parameter still splits it."""
+    spec, versions = LoraSpec(16, NON_EXPERT), library_versions()
+    glm45, glm47 = _config("glm-4.5"), _config("glm-4.7")
+    assert glm47 != glm45 and ModelShape.from_config(glm47).max_positions == 202752
+    for name in ("glm-4.6", "glm-4.7"):
+        assert cache_key(_config(name), spec, versions) == cache_key(glm45, spec, versions)
+    assert compute_counts(glm47, spec) == compute_counts(glm45, spec)  # counted afresh: really the same
+    deeper = {**glm47, "num_hidden_layers": 93}
+    assert cache_key(deeper, spec, versions) != cache_key(glm45, spec, versions)
 
 
 @pytest.mark.parametrize("rank", sorted(REFERENCE_LORA))

@@ -14,12 +14,13 @@ from finetune.frameworks.swift.setup import swift_setup
 from finetune.launch.plan import LaunchRequest, plan_launch
 from finetune.planner import check_fits, header_figures, plan_recipe
 from finetune.planner.gpus import CATALOG
+from finetune.recipes.models import get_model
 from finetune.recipes.recipe import all_recipes, resolve_recipe
 from tests.conftest import run_cli
 
 GLM45_LORA = "llamafactory/glm45_lora_16xh100"
 RECIPE_IDS = [r.id for r in all_recipes()]
-MAX_POSITIONS = 131072
+MAX_POSITIONS = get_model("glm-4.5").context
 
 
 @pytest.mark.parametrize("recipe_id", RECIPE_IDS)
@@ -29,6 +30,7 @@ def test_every_recipe_fits_its_stated_cluster(recipe_id):
     assert (plan.nodes, plan.gpus_per_node, plan.gpu.key) == (meta.nodes, meta.gpus_per_node, meta.gpu)
     assert plan.fits, f"{recipe_id}: {plan.required_gib:.1f} GiB needed of {plan.capacity_gib} ({plan.problems})"
     assert plan.max_seq_len >= plan.inputs.seq_len
+    assert plan.context == get_model(meta.model).context and plan.max_seq_len <= plan.context
 
 
 def test_known_verdicts_for_glm45_on_16_h100():
@@ -60,11 +62,13 @@ def test_cli_json_carries_the_contract():
         "per_gpu_breakdown_gib",
         "fits",
         "max_seq_len",
+        "context",
         "host_ram_gib_per_node",
         "tokens_per_s",
     ):
         assert key in data, key
     assert data["total_params"] == 352_797_814_784 and data["cluster"]["gpu"] == "h200"
+    assert data["context"] == 131072 and data["max_seq_len"] <= data["context"]
     assert set(data["per_gpu_breakdown_gib"]) >= {
         "weights",
         "grads",

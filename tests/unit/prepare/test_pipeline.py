@@ -592,6 +592,24 @@ def test_token_stats_count_rows_over_the_recipe_sequence_length(tmp_path):
     assert stats.lengths.max > 5000 and "upper bound" in stats.tokenizer
 
 
+def test_token_stats_count_with_the_tokenizer_of_the_model_named_and_say_which(tmp_path):
+    """Without --tokenizer, the replica of the --recipe's model counts (its official chat template): GLM-4.7's
+    rendering has no newline after role tokens, so the same row is shorter than under GLM-4.5's; `--tokenizer NAME`
+    names a model's replica directly."""
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
+    source = jsonl(tmp_path / "a.jsonl", [row])
+    glm47 = run(tmp_path / "47", [source], token_stats=True, limit=recipe_limit("swift/glm47_lora_16xh100"))
+    glm45 = run(tmp_path / "45", [source], token_stats=True, limit=recipe_limit("swift/glm45_lora_16xh100"))
+    named = run(tmp_path / "named", [source], token_stats=True, tokenizer="glm-4.7")
+    stats47, stats45 = glm47.dataset.manifest.token_stats, glm45.dataset.manifest.token_stats
+    assert stats47.tokenizer.startswith("glm-4.7 replica (GLM-4.7's chat template;")
+    assert stats45.tokenizer.startswith("glm-4.5 replica (GLM-4.5's chat template;")
+    # [gMASK]<sop><|user|>Hi<|assistant|></think>Hello!<|user|> against GLM-4.5's three more newlines and <think>
+    assert stats45.lengths.max - stats47.lengths.max == 4
+    named_stats = named.dataset.manifest.token_stats
+    assert (named_stats.tokenizer, named_stats.lengths) == (stats47.tokenizer, stats47.lengths)
+
+
 @pytest.mark.parametrize(
     ("recipe_id", "handling"),
     [

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import finetune.replica
 from finetune import catalog
+from finetune.glm.chat_formats import CHAT_FORMATS
 from finetune.paths import MODELS_DIR, RECIPES_DIR
 from finetune.planner.gpus import CATALOG
-from finetune.recipes.models import all_models
+from finetune.recipes.models import ModelSpec, all_models
 from finetune.recipes.recipe import RecipeMeta, all_recipes
 
 
 def test_model_names_are_the_shipped_model_descriptions():
     assert set(catalog.MODELS) == {p.stem for p in MODELS_DIR.glob("*.json")} == set(all_models())
     assert catalog.DEFAULT_MODEL in catalog.MODELS
+
+
+def test_chat_format_names_are_the_chat_formats_and_every_model_names_one():
+    assert catalog.CHAT_FORMAT_NAMES == tuple(CHAT_FORMATS)
+    assert all(name == fmt.name for name, fmt in CHAT_FORMATS.items())
+    assert ModelSpec.model_fields["chat_format"].annotation.__args__ == catalog.CHAT_FORMAT_NAMES
+    for path in sorted(MODELS_DIR.glob("*.json")):
+        assert json.loads(path.read_text()).get("chat_format") in catalog.CHAT_FORMAT_NAMES, path.name
+    replica_dir = Path(finetune.replica.__file__).parent  # each format's template, written from the format
+    assert all((replica_dir / fmt.replica_template).is_file() for fmt in CHAT_FORMATS.values())
 
 
 def test_gpu_kinds_all_have_planner_figures():

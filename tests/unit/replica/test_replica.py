@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from finetune import catalog
 from finetune.errors import FinetuneError
 from finetune.recipes.models import get_model
+from finetune.replica import build, tokenizer
 from finetune.replica.build import build_replica
 from finetune.replica.tokenizer import EOS_TOKENS
 
+FIXTURES = {
+    "glm-4.5": "glm45_replica",
+    "glm-4.5-air": "air_replica",
+    "glm-4.6": "glm46_replica",
+    "glm-4.7": "glm47_replica",
+}
 
-@pytest.fixture(params=["glm-4.5", "glm-4.5-air"])
-def replica(request, air_replica, glm45_replica):
-    return request.param, {"glm-4.5": glm45_replica, "glm-4.5-air": air_replica}[request.param]
+
+@pytest.fixture(params=catalog.MODELS)
+def replica(request):
+    return request.param, request.getfixturevalue(FIXTURES[request.param])
+
+
+def test_every_catalog_model_has_a_replica_fixture():
+    assert set(FIXTURES) == set(catalog.MODELS)
 
 
 def test_structure_follows_the_real_model(replica):
@@ -92,3 +106,33 @@ def test_build_is_deterministic_and_never_overwrites(tmp_path, air_replica):
     with pytest.raises(FinetuneError, match="never overwritten"):
         build_replica("glm-4.5-air", occupied)
     assert (occupied / "weights.bin").read_text() == "user data"
+
+
+def test_the_chat_template_follows_the_model(replica):
+    """The replica carries its model's format's template, and its fingerprint covers that very template."""
+    name, path = replica
+    spec = get_model(name)
+    template = Path(tokenizer.__file__).with_name(spec.chat.replica_template).read_text(encoding="utf-8")
+    assert (path / "chat_template.jinja").read_text(encoding="utf-8") == template
+    assert json.loads((path / build.STAMP).read_text()) == {"model": name, "fingerprint": build.build_fingerprint(spec)}
+
+
+def test_the_fingerprint_changes_with_the_template(tmp_path, monkeypatch):
+    spec = get_model("glm-4.7")
+    before = build.build_fingerprint(spec)
+    edited = tmp_path / "edited.jinja"
+    edited.write_text(build.chat_template_path(spec).read_text() + "{#- one more comment -#}")
+    monkeypatch.setattr(build, "chat_template_path", lambda _spec: edited)
+    assert build.build_fingerprint(spec) != before
+
+
+@pytest.mark.parametrize("model", ["glm-4.6", "glm-4.7"])
+def test_the_cli_builds_the_replica_of_the_model_it_names(request, model, capsys):
+    from finetune.cli import main
+
+    cached = request.getfixturevalue(FIXTURES[model])
+    assert main(["replica", "--model", model, "--out", str(cached)]) == 0  # this replica: reused, not refused
+    assert capsys.readouterr().out.strip() == str(cached)
+    other = "glm-4.5" if model == "glm-4.7" else "glm-4.7"
+    with pytest.raises(FinetuneError, match="never overwritten"):  # another model's replica is not this one
+        build_replica(other, cached)

@@ -1,4 +1,4 @@
-"""`finetune serve`: vLLM / SGLang commands with GLM-4.5's parsers, for each way the engine can be installed.
+"""`finetune serve`: vLLM / SGLang commands with the parsers of the run's model, for each way the engine is installed.
 
 Whether the installed vLLM's own parser accepts them is tests/e2e/test_vllm.py's job (it needs .venvs/swift)."""
 
@@ -61,6 +61,37 @@ def test_adapter_is_served_on_its_base_model(tmp_path, engine):
     # what the engine's parser is asked about: the same arguments, the model as its option
     assert plan.engine_args[:2] == ["--model" if engine == "vllm" else "--model-path", "/models/GLM-4.5-Air"]
     assert plan.engine_args[2:] == argv[argv.index("--served-model-name") :]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "vllm_tool", "sglang_tool"),
+    [
+        ("swift/glm46_lora_16xh100", "glm45_trained", "glm45"),  # GLM-4.6: GLM-4.5's template and layout
+        ("swift/glm47_lora_16xh100", "glm47", "glm47"),  # GLM-4.7: its own layout, vLLM's grammar on
+    ],
+)
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_parsers_follow_the_model_the_run_trained(tmp_path, engine, recipe, vllm_tool, sglang_tool):
+    run = _run_dir(tmp_path, merged=True)
+    record = json.loads((run / "launch-node0.json").read_text())
+    (run / "launch-node0.json").write_text(json.dumps({**record, "framework": "swift", "recipe": recipe}))
+    argv = plan_serve(run, engine, gpus=8, install=ABSENT[engine]).argv
+    assert argv[argv.index("--tool-call-parser") + 1] == (vllm_tool if engine == "vllm" else sglang_tool)
+    assert argv[argv.index("--reasoning-parser") + 1] == "glm45"
+    assert ("--tool-parser-plugin" in argv) == (vllm_tool == "glm45_trained" and engine == "vllm")
+
+
+def test_a_glm47_run_trained_with_earlier_reasoning_kept_is_served_so(tmp_path):
+    run = _run_dir(tmp_path, merged=True)
+    record = json.loads((run / "launch-node0.json").read_text())
+    (run / "launch-node0.json").write_text(json.dumps({**record, "recipe": "swift/glm47_lora_16xh100"}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"template": "glm4_7", "preserve_thinking": True}))
+    argv = plan_serve(run, "vllm", gpus=8, install=ABSENT["vllm"]).argv
+    assert json.loads(argv[argv.index("--default-chat-template-kwargs") + 1]) == {"clear_thinking": False}
+    notes = plan_serve(run, "sglang", gpus=8, install=ABSENT["sglang"]).notes
+    assert any('"clear_thinking": false' in note for note in notes)
+    (run / "config.yaml").write_text(yaml.safe_dump({"template": "glm4_7"}))
+    assert "--default-chat-template-kwargs" not in plan_serve(run, "vllm", gpus=8, install=ABSENT["vllm"]).argv
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])

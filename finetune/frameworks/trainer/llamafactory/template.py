@@ -1,11 +1,12 @@
-"""The LLaMA-Factory template `glm45`: GLM-4.5's official format, registered with LLaMA-Factory on import.
+"""The LLaMA-Factory templates `glm45` and `glm47`: the official formats, registered with LLaMA-Factory on import.
 
-LLaMA-Factory 0.9.5's built-in `glm4_moe` trains a format GLM-4.5 never sees when served (tool calls without
-`</tool_call>`, tool results without `<tool_response>`, think blocks with extra newlines, `<|endoftext|>` as the
-end of every turn). This template writes each conversation as the model's own chat template does
-(finetune.glm.format), through LLaMA-Factory's own registry, so its loaders, processors and trainers use it
-unchanged. What is trained, per assistant turn: the think block (empty when there is no reasoning), the answer,
-the tool calls and the stop token GLM-4.5 emits (`<|observation|>` after tool calls, `<|user|>` after an answer).
+LLaMA-Factory 0.9.5's built-in `glm4_moe` and `glm4_7` train a format the models never see when served (tool calls
+without `</tool_call>`, tool results without `<tool_response>`, think blocks and role tokens with extra newlines,
+`<|endoftext|>` as the end of every turn). These templates write each conversation as the model's own chat template
+does (finetune.glm.format, one `Dialect` per template), through LLaMA-Factory's own registry, so its loaders,
+processors and trainers use them unchanged. What is trained, per assistant turn: the think block (empty when there
+is no reasoning: GLM-4.7 writes a lone `</think>`), the answer, the tool calls and the stop token the model emits
+(`<|observation|>` after tool calls, `<|user|>` after an answer).
 
 Runs inside the LLaMA-Factory environment; importing it twice is harmless.
 """
@@ -23,20 +24,22 @@ from llamafactory.data.tool_utils import FunctionCall, ToolUtils
 
 from finetune.glm import format as fmt
 
-NAME = "glm45"
 _WRAPPED_CALLS = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
-class Glm45ToolUtils(ToolUtils):
-    """GLM-4.5's tool prompt, tool-call text and tool-call parser."""
+class GlmToolUtils(ToolUtils):
+    """The dialect's tool prompt and tool-call text, and the tool-call parser (which reads both layouts)."""
 
-    @staticmethod
-    def tool_formatter(tools: list[dict[str, Any]]) -> str:
-        return fmt.tools_block(tools)
+    dialect: fmt.Dialect = fmt.GLM45
 
-    @staticmethod
-    def function_formatter(functions: list[FunctionCall]) -> str:
-        return "".join(fmt.tool_call_text(f.name, json.loads(f.arguments)) for f in functions).removeprefix("\n")
+    @classmethod
+    def tool_formatter(cls, tools: list[dict[str, Any]]) -> str:
+        return cls.dialect.tools_block(tools)
+
+    @classmethod
+    def function_formatter(cls, functions: list[FunctionCall]) -> str:
+        calls = "".join(cls.dialect.tool_call_text(f.name, json.loads(f.arguments)) for f in functions)
+        return calls.removeprefix(cls.dialect.call_break)
 
     @staticmethod
     def tool_extractor(content: str) -> str | list[FunctionCall]:
@@ -46,17 +49,30 @@ class Glm45ToolUtils(ToolUtils):
         return [FunctionCall(c["name"], json.dumps(c["arguments"], ensure_ascii=False)) for c in calls]
 
 
-@dataclass
-class Glm45FunctionFormatter(FunctionFormatter):
-    def __post_init__(self):
-        StringFormatter.__post_init__(self)
-        self.tool_utils = Glm45ToolUtils()
+class Glm47ToolUtils(GlmToolUtils):
+    dialect = fmt.GLM47
 
 
-@dataclass
-class Glm45ToolFormatter(ToolFormatter):
-    def __post_init__(self):
-        self.tool_utils = Glm45ToolUtils()
+TOOL_UTILS = {"glm45": GlmToolUtils, "glm47": Glm47ToolUtils}
+
+
+def _function_formatter(name: str) -> type[FunctionFormatter]:
+    @dataclass
+    class Formatter(FunctionFormatter):
+        def __post_init__(self):
+            StringFormatter.__post_init__(self)
+            self.tool_utils = TOOL_UTILS[name]()
+
+    return Formatter
+
+
+def _tool_formatter(name: str) -> type[ToolFormatter]:
+    @dataclass
+    class Formatter(ToolFormatter):
+        def __post_init__(self):
+            self.tool_utils = TOOL_UTILS[name]()
+
+    return Formatter
 
 
 def parse_message(message: dict[str, str]) -> dict[str, Any]:
@@ -83,9 +99,11 @@ def parse_message(message: dict[str, str]) -> dict[str, Any]:
 
 
 @dataclass
-class Glm45Template(ReasoningTemplate):
-    """Encodes whole conversations with finetune.glm.format instead of per-message slots, because GLM-4.5's
-    end of a turn is the next role's token and depends on what follows."""
+class GlmTemplate(ReasoningTemplate):
+    """Encodes whole conversations with finetune.glm.format instead of per-message slots, because the end of a
+    turn is the next role's token and depends on what follows."""
+
+    dialect = fmt.GLM45
 
     def _segments(self, tokenizer, messages, system, tools, drop_history_reasoning: bool) -> list[list[int]]:
         texts = fmt.training_segments(
@@ -94,6 +112,7 @@ class Glm45Template(ReasoningTemplate):
             json.loads(tools) if tools else None,
             thinking=self.enable_thinking is not False,
             drop_history_reasoning=drop_history_reasoning,
+            dialect=self.dialect,
         )
         return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
@@ -102,35 +121,51 @@ class Glm45Template(ReasoningTemplate):
 
     def encode_oneturn(self, tokenizer, messages, system=None, tools=None) -> tuple[list[int], list[int]]:
         """Prompt and one response (preference pairs): the prompt is context only, so it is written exactly as
-        the official template writes context, earlier reasoning dropped."""
+        the official template writes context, earlier reasoning dropped (kept with `preserve_thinking`, GLM-4.7's
+        `clear_thinking=False`)."""
         encoded = self._segments(tokenizer, messages, system, tools, drop_history_reasoning=not self.preserve_thinking)
         return [t for ids in encoded[:-1] for t in ids], encoded[-1]
 
     def encode_multiturn(self, tokenizer, messages, system=None, tools=None, discarding_history_cot=False):
-        """Every turn is trained as the model writes it, reasoning included (the same as ms-swift's `glm4_5`)."""
+        """Every turn is trained as the model writes it, reasoning included (as ms-swift trains its GLM templates)."""
         encoded = self._segments(tokenizer, messages, system, tools, drop_history_reasoning=discarding_history_cot)
         return [(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)]
 
 
-def register() -> None:
-    if NAME in TEMPLATES:
-        return
+@dataclass
+class Glm47Template(GlmTemplate):
+    dialect = fmt.GLM47
+
+
+def _register(name: str, template_class: type[GlmTemplate]) -> None:
+    """One template through LLaMA-Factory's own registry. The slots serve LLaMA-Factory's chat and export paths
+    only; training encodes through the class above."""
+    br = template_class.dialect.role_break
     register_template(
-        name=NAME,
-        format_user=StringFormatter(slots=["<|user|>\n{{content}}<|assistant|>"]),
-        format_assistant=StringFormatter(slots=["\n{{content}}"]),
-        format_system=StringFormatter(slots=["<|system|>\n{{content}}"]),
-        format_function=Glm45FunctionFormatter(slots=["\n{{content}}"]),
+        name=name,
+        format_user=StringFormatter(slots=[f"<|user|>{br}{{{{content}}}}<|assistant|>"]),
+        format_assistant=StringFormatter(slots=[f"{br}{{{{content}}}}"]),
+        format_system=StringFormatter(slots=[f"<|system|>{br}{{{{content}}}}"]),
+        format_function=_function_formatter(name)(slots=[f"{template_class.dialect.call_break}{{{{content}}}}"]),
         format_observation=StringFormatter(
-            slots=["<|observation|>\n<tool_response>\n{{content}}\n</tool_response><|assistant|>"]
+            slots=[f"<|observation|>{br}<tool_response>{br}{{{{content}}}}{br}</tool_response><|assistant|>"]
         ),
-        format_tools=Glm45ToolFormatter(),
+        format_tools=_tool_formatter(name)(),
         format_prefix=EmptyFormatter(slots=["[gMASK]<sop>"]),
         stop_words=["<|user|>", "<|observation|>"],
         thought_words=("<think>", "</think>"),
         efficient_eos=False,
-        template_class=Glm45Template,
+        template_class=template_class,
     )
+
+
+TEMPLATES_BY_NAME = {"glm45": GlmTemplate, "glm47": Glm47Template}
+
+
+def register() -> None:
+    for name, template_class in TEMPLATES_BY_NAME.items():
+        if name not in TEMPLATES:
+            _register(name, template_class)
 
 
 register()

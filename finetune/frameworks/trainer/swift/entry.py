@@ -104,6 +104,7 @@ def main() -> None:
         from finetune.frameworks.trainer.swift.vllm_cpu import prepare_vllm_on_cpu
 
         prepare_vllm_on_cpu()
+    from finetune.frameworks.trainer.swift.glm47 import write_glm47_format
     from finetune.frameworks.trainer.swift.header_newline import train_header_newline
     from finetune.frameworks.trainer.swift.history_reasoning import keep_tool_loop_reasoning
     from finetune.frameworks.trainer.swift.tool_schemas import keep_json_text_tool_schemas
@@ -111,6 +112,7 @@ def main() -> None:
     train_header_newline()
     keep_tool_loop_reasoning()
     keep_json_text_tool_schemas()
+    write_glm47_format()
     sys.argv = [COMMAND_MODULES[command], *flags]
     runpy.run_module(COMMAND_MODULES[command], run_name="__main__", alter_sys=True)
 

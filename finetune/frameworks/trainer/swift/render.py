@@ -54,6 +54,7 @@ def main() -> None:
     from swift.model import get_processor
     from swift.template import get_template
 
+    from finetune.frameworks.trainer.swift.glm47 import write_glm47_format
     from finetune.frameworks.trainer.swift.header_newline import train_header_newline
     from finetune.frameworks.trainer.swift.history_reasoning import keep_tool_loop_reasoning
     from finetune.frameworks.trainer.swift.tool_schemas import keep_json_text_tool_schemas
@@ -61,6 +62,7 @@ def main() -> None:
     train_header_newline()  # as the training entry does
     keep_tool_loop_reasoning()
     keep_json_text_tool_schemas()
+    write_glm47_format()
     tokenizer = get_processor(request["tokenizer"], model_type="glm4_moe", download_model=False)
     results = []
     for item in request["files"]:
