@@ -16,7 +16,8 @@ from finetune.frameworks.setup import LoraSpec, TrainingSetup
 from finetune.planner.memory import FIXED_OVERHEAD, GIB, PlanInputs, estimate
 from finetune.planner.params import ModelShape, count_params
 
-STATIC_TERMS = ("weights", "grads", "optimizer", "gathered")  # allocated once, whatever the sequence length
+# allocated once, whatever the sequence length
+STATIC_TERMS = ("weights", "grads", "optimizer", "gathered", "expert_deltas")
 NOMINAL_GPU = "h100-80gb"  # the planner's card for memory capacity when the device is not in its catalog
 
 

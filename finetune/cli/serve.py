@@ -33,17 +33,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import sys
 
-    from finetune.serving.serve import check_engine_args, plan_serve
+    from finetune.serving.serve import ExpertAdapter, check_engine_args, plan_serve
 
-    plan = plan_serve(
-        args.run_dir,
-        args.engine,
-        gpus=args.gpus,
-        name=args.name,
-        host=args.host,
-        port=args.port,
-        max_model_len=args.max_model_len,
-    )
+    def make_plan():
+        return plan_serve(
+            args.run_dir,
+            args.engine,
+            gpus=args.gpus,
+            name=args.name,
+            host=args.host,
+            port=args.port,
+            max_model_len=args.max_model_len,
+        )
+
+    try:
+        plan = make_plan()
+    except ExpertAdapter as refused:  # never the adapter itself: its merged model, made once
+        from finetune.serving.export import export_run
+
+        print(f"note: {refused}; serving its merged model instead (finetune export {args.run_dir})", file=sys.stderr)
+        merged = export_run(args.run_dir)
+        print(f"note: merged into {merged.out}", file=sys.stderr)
+        plan = make_plan()
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
     if plan.engine.installed:

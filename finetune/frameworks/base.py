@@ -148,6 +148,10 @@ class Framework:
         path = os.environ.get("PYTHONPATH")
         return {"PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{path}" if path else str(REPO_ROOT)}
 
+    def recipe_env(self, meta: RecipeMeta) -> dict[str, str]:
+        """Environment variables one recipe needs on every process (settings its framework has no key for)."""
+        return {}
+
     # -- after training ---------------------------------------------------------------------------
     def trained_weights(self, output_dir: Path, config: dict[str, Any]) -> Path:
         """Where a finished run left its weights (adapter or full model)."""

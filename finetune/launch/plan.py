@@ -191,7 +191,7 @@ def plan_launch(req: LaunchRequest, *, check: bool = True, preview: bool = False
         checked_config=checked_config,
         files=files,
         argv=argv,
-        env={**_process_env(framework, topology), **tracking.env},
+        env={**_process_env(framework, topology), **framework.recipe_env(recipe.meta), **tracking.env},
         model=model,
         dataset=dataset_name,
         dataset_manifest=dataset.manifest if dataset is not None else None,

@@ -31,6 +31,7 @@ TERM_NAMES = {
     "grads": "gradients",
     "optimizer": "optimizer states",
     "gathered": "gathered ZeRO-3 working set",
+    "expert_deltas": "PEFT's routed-expert deltas (LoRA on the experts)",
     "activations": "activations",
     "logits": "logits",
     "reference_model": "reference model",
@@ -116,6 +117,27 @@ def header_figures(recipe) -> list[str]:
     return plan_figures(plan_recipe(recipe))
 
 
+def _expert_lora(plan: ResourcePlan) -> str:
+    """What LoRA on the routed experts costs per GPU: its parameters and their optimizer states, and on the Hugging
+    Face path PEFT's full-size delta of one MoE layer in flight."""
+    x, m = plan.inputs, plan.memory
+    experts = x.trainable_routed_experts
+    if x.setup.engine == "deepspeed":  # ZeRO-3 shards the bf16 weight, fp32 gradient and Adam states over all GPUs
+        states = (2 + 4 + 12) * experts / x.gpus
+    else:  # expert parallelism splits them; the distributed optimizer shards Adam over the expert-data ranks too
+        local = experts / (x.setup.ep * x.setup.etp * x.setup.pp)
+        expert_dp = max(1, x.gpus // (x.setup.ep * x.setup.etp * x.setup.pp))
+        states = (2 + 4) * local + 12 * local / (expert_dp if x.setup.distributed_optimizer else 1)
+    text = (
+        f"LoRA on {x.shape.experts} routed experts x {x.shape.moe_layers} MoE layers: {experts / 1e6:,.0f} M "
+        f"parameters of the {x.trainable_params / 1e6:,.0f} M trained ({states / GIB:.1f} GiB per GPU with "
+        "gradients and optimizer states)"
+    )
+    if m.expert_deltas:
+        text += f"; PEFT's full-size expert delta of one MoE layer in flight, {m.expert_deltas / GIB:.1f} GiB per GPU"
+    return text + " (planner)"
+
+
 def plan_figures(plan: ResourcePlan) -> list[str]:
     """The header lines of a plan: memory and verdict, ceiling, speed, and what offloading needs."""
     x, low_high = plan.inputs, plan.throughput.tokens_per_s
@@ -132,6 +154,8 @@ def plan_figures(plan: ResourcePlan) -> list[str]:
             f"{mfu[0]:.1%}-{mfu[1]:.1%} MFU)"
         ),
     ]
+    if x.lora and x.trainable_routed_experts:
+        lines.append(f"Experts {_expert_lora(plan)}")
     if plan.rollout is not None:
         lines.append(f"Rollout {plan.rollout.describe()}")
     lines.append(f"Stop {plan.stop.describe()} (planner)")

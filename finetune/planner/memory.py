@@ -8,6 +8,11 @@ The model (bytes, bf16 training with Adam):
   routed-expert/(EP*ETP*PP). Offloaded states move to host RAM or NVMe.
 - ZeRO-3 working set: two gathered MoE blocks in bf16 (the whole block is one leaf module), plus its bf16
   gradients when the experts train.
+- LoRA on the routed experts through PEFT (`target_parameters`, the Hugging Face path): in every forward PEFT
+  builds each expert tensor's full delta B A and the sum W + B A (no low-rank path for 3-D weights), and the
+  backward of that sum holds its gradient: 3 bf16 copies of one MoE layer's expert weights in flight (layers
+  run one at a time, gradient checkpointing or not, since the sum is recomputed per layer). Megatron's expert
+  LoRA runs on activations (grouped GEMMs per expert) and adds nothing here.
 - activations, bytes per token per layer (FlashAttention): attention 2[2h + c(d_q + 2 d_kv) + d_q] (c = 2 with
   qk-norm), MoE 2[2h + 4 I n_shared + k(2h + 4I)], dense MLP 2(2h + 4 I_dense). With checkpointing a layer
   keeps only its bf16 input (2h) and about two layers are live while one is recomputed. Tensor-parallel ranks
@@ -34,6 +39,7 @@ FIXED_OVERHEAD = 3 * GIB
 DYNAMIC_OVERHEAD = 0.10
 DEFAULT_RESERVE = 1.2
 LIVE_LAYERS_WHEN_CHECKPOINTING = 2
+EXPERT_DELTA_COPIES = 3  # PEFT's B A, W + B A and its gradient, for one MoE layer's expert tensors
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class Memory:
     grads: float
     optimizer: float
     gathered: float
+    expert_deltas: float
     activations: float
     logits: float
     reference_model: float
@@ -141,6 +148,7 @@ class Memory:
         "grads",
         "optimizer",
         "gathered",
+        "expert_deltas",
         "activations",
         "logits",
         "reference_model",
@@ -200,6 +208,7 @@ def _deepspeed_states(x: PlanInputs) -> dict[str, float]:
         "grads": 0.0 if ds.offload_optimizer else 4 * trainable / grads_split,
         "optimizer": 0.0 if ds.offload_optimizer else 12 * trainable / optimizer_split,
         "gathered": 0.0,
+        "expert_deltas": expert_delta_bytes(x),
         "reference_model": 0.0,
     }
     if z >= 3:
@@ -218,6 +227,14 @@ def _deepspeed_states(x: PlanInputs) -> dict[str, float]:
     states["host_ram_per_node"] = host["cpu"] + (x.nvme_buffer_bytes_per_gpu * x.gpus_per_node if host["nvme"] else 0)
     states["nvme_per_node"] = host["nvme"]
     return states
+
+
+def expert_delta_bytes(x: PlanInputs) -> float:
+    """PEFT's per-forward delta, sum and its gradient for the routed experts of one MoE layer, in bf16."""
+    if not x.lora or x.trainable_routed_experts <= 0:
+        return 0.0
+    per_layer = x.routed_expert_params / max(x.shape.moe_layers, 1)
+    return EXPERT_DELTA_COPIES * 2 * per_layer
 
 
 def megatron_local(x: PlanInputs, params: float, experts: float) -> float:
@@ -244,6 +261,7 @@ def _megatron_states(x: PlanInputs) -> dict[str, float]:
         "grads": 4 * trainable_local,
         "optimizer": 0.0 if ds.offload_optimizer else optimizer,
         "gathered": 0.0,
+        "expert_deltas": 0.0,
         "reference_model": 2 * local if s.reference_model else 0.0,
         "host_ram_per_node": host,
         "nvme_per_node": 0.0,
@@ -306,7 +324,9 @@ def rollout_bytes(x: PlanInputs, states: dict[str, float], dynamic: float, gpu_m
     share = s.rollout_gpu_fraction * gpu_memory_bytes
     if not share or not s.rollout_sleeps:
         return share
-    model_states = sum(states[k] for k in ("weights", "grads", "optimizer", "gathered", "reference_model"))
+    model_states = sum(
+        states[k] for k in ("weights", "grads", "optimizer", "gathered", "expert_deltas", "reference_model")
+    )
     kept = 0.0 if s.trainer_offloaded_while_rolling_out else model_states
     return max(0.0, kept + share - (model_states + dynamic))
 
@@ -328,6 +348,7 @@ def estimate(x: PlanInputs, gpu_memory_bytes: float, reserve: float = DEFAULT_RE
         grads=states["grads"],
         optimizer=states["optimizer"],
         gathered=states["gathered"],
+        expert_deltas=states["expert_deltas"],
         activations=activations,
         logits=logits,
         reference_model=states["reference_model"],

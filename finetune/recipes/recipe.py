@@ -41,6 +41,15 @@ class RecipeMeta(BaseModel):
     lora_adapts: list[str] | None = Field(
         default=None, description="Components the LoRA adapts (see finetune/recipes/components.py)."
     )
+    lora_target_parameters: list[str] | None = Field(
+        default=None,
+        description=(
+            "PEFT `target_parameters` for a framework with no option for them (LLaMA-Factory): the routed experts' "
+            "fused `mlp.experts.gate_up_proj` / `mlp.experts.down_proj`, handed to PEFT by the repository's "
+            "trainer entry (finetune/frameworks/trainer/expert_lora.py). ms-swift recipes write its own "
+            "`target_parameters` instead."
+        ),
+    )
     needs: list[str] = Field(default_factory=list, description="What the run needs beyond the GPUs.")
     notes: list[str] = Field(default_factory=list)
 

@@ -42,10 +42,19 @@ TINY_SHAPES: dict[str, Any] = {
 _DROP = {"architectures", "model_type", "torch_dtype", "bos_token_id", "eos_token_id", "pad_token_id"}
 
 
-def replica_config(spec: ModelSpec, token_ids: dict[str, int]) -> dict[str, Any]:
+def tiny_shapes(tiny: dict[str, Any] | None = None) -> dict[str, Any]:
+    """TINY_SHAPES with `tiny`'s entries instead (a test that needs other shapes, e.g. non-square experts);
+    only keys TINY_SHAPES has, so a typo cannot build a replica that silently keeps the default."""
+    unknown = sorted(set(tiny or {}) - set(TINY_SHAPES))
+    if unknown:
+        raise FinetuneError(f"tiny shapes {unknown}: not replica shapes; choose from {sorted(TINY_SHAPES)}.")
+    return {**TINY_SHAPES, **(tiny or {})}
+
+
+def replica_config(spec: ModelSpec, token_ids: dict[str, int], tiny: dict[str, Any] | None = None) -> dict[str, Any]:
     """The real config with tiny shapes: same dense/MoE layout, router, rotary, biases and norms."""
     config = {k: v for k, v in spec.config.items() if k not in _DROP}
-    config.update(TINY_SHAPES)
+    config.update(tiny_shapes(tiny))
     config["num_hidden_layers"] = spec.n_dense_layers + MOE_LAYERS
     config["vocab_size"] = vocab_size_padded()
     config["eos_token_id"] = [token_ids[t] for t in EOS_TOKENS]
@@ -53,12 +62,12 @@ def replica_config(spec: ModelSpec, token_ids: dict[str, int]) -> dict[str, Any]
     return config
 
 
-def build_fingerprint(spec: ModelSpec) -> str:
+def build_fingerprint(spec: ModelSpec, tiny: dict[str, Any] | None = None) -> str:
     """Hash of everything a build depends on, so a cached replica is rebuilt when any of it changes."""
     parts = {
         "format": FORMAT_VERSION,
         "spec": spec.model_dump(),
-        "tiny": TINY_SHAPES,
+        "tiny": tiny_shapes(tiny),
         "moe_layers": MOE_LAYERS,
         "seed": SEED,
         "special": SPECIAL_TOKENS,
@@ -67,7 +76,7 @@ def build_fingerprint(spec: ModelSpec) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _build_into(spec: ModelSpec, out: Path) -> None:
+def _build_into(spec: ModelSpec, out: Path, tiny: dict[str, Any] | None = None) -> None:
     import torch
     from transformers import Glm4MoeConfig, Glm4MoeForCausalLM
 
@@ -75,7 +84,7 @@ def _build_into(spec: ModelSpec, out: Path) -> None:
 
     tokenizer = build_tokenizer(out, spec.name)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = Glm4MoeConfig(**replica_config(spec, token_ids))
+    config = Glm4MoeConfig(**replica_config(spec, token_ids, tiny))
     torch.manual_seed(SEED)
     model = Glm4MoeForCausalLM(config)
     with torch.no_grad():
@@ -90,11 +99,12 @@ def _build_into(spec: ModelSpec, out: Path) -> None:
     model.save_pretrained(out)
 
 
-def build_replica(model_name: str, out: Path) -> Path:
-    """Build the replica of `model_name` into `out`, which must be absent, empty, or this same replica."""
+def build_replica(model_name: str, out: Path, tiny: dict[str, Any] | None = None) -> Path:
+    """Build the replica of `model_name` into `out`, which must be absent, empty, or this same replica; `tiny`
+    overrides entries of TINY_SHAPES (None: the standard replica)."""
     spec = get_model(model_name)
     out = Path(out).expanduser().resolve()
-    fingerprint = build_fingerprint(spec)
+    fingerprint = build_fingerprint(spec, tiny)
     stamp = out / STAMP
     if out.exists() and any(out.iterdir()):
         if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
@@ -105,7 +115,7 @@ def build_replica(model_name: str, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
         staging = Path(tmp) / "replica"
-        _build_into(spec, staging)
+        _build_into(spec, staging, tiny)
         (staging / STAMP).write_text(json.dumps({"model": spec.name, "fingerprint": fingerprint}, indent=2) + "\n")
         try:
             if out.exists():
@@ -118,11 +128,11 @@ def build_replica(model_name: str, out: Path) -> Path:
     return out
 
 
-def replica_path(model_name: str) -> Path:
-    """Where the cached replica of `model_name` lives."""
-    return cache_dir() / "replicas" / f"{model_name}-{build_fingerprint(get_model(model_name))}"
+def replica_path(model_name: str, tiny: dict[str, Any] | None = None) -> Path:
+    """Where the cached replica of `model_name` (with `tiny`'s shapes) lives."""
+    return cache_dir() / "replicas" / f"{model_name}-{build_fingerprint(get_model(model_name), tiny)}"
 
 
-def ensure_replica(model_name: str) -> Path:
-    """The cached replica of `model_name`, built on first use."""
-    return build_replica(model_name, replica_path(model_name))
+def ensure_replica(model_name: str, tiny: dict[str, Any] | None = None) -> Path:
+    """The cached replica of `model_name` (with `tiny`'s shapes), built on first use."""
+    return build_replica(model_name, replica_path(model_name, tiny), tiny)

@@ -4,6 +4,10 @@ The merge runs through the framework that trained the adapter (`llamafactory-cli
 --merge_lora`), so the result is exactly what that framework would produce. Afterwards the folder gets the base
 model's tokenizer files and chat template back when the base is a local folder (frameworks save a reduced
 tokenizer config), and an `export.json` that says where it came from. Nothing existing is overwritten.
+
+`--adapter-format per-expert|fused` writes the adapter instead, for an adapter on the routed experts: the layout
+vLLM and SGLang load, or the fused one in the orientation of PEFT >= 0.19.1 (`serving/expert_adapter.py`). Its
+folder holds a `conversion.json`, never an `export.json`: `serve` takes a folder with one for a merged model.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from finetune.launch.run_state import RunState, unfinished_state
 from finetune.launch.rundir import CONFIG_NAME, OUTPUT_NAME, launch_record_path
 
 MERGED_NAME = "merged"
+ADAPTER_NAME = "adapter-{layout}"  # beside MERGED_NAME: RUN_DIR/adapter-per-expert, RUN_DIR/adapter-fused
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 MODEL_FILES_NEEDED = ("config.json", "tokenizer_config.json")
 
@@ -33,6 +38,14 @@ class ExportResult:
     out: Path
     weights: Path
     command: list[str]
+
+
+@dataclass
+class AdapterExport:
+    out: Path
+    weights: Path
+    layout: str
+    base_model: str
 
 
 def _read_run(run_dir: Path) -> tuple[dict, dict]:
@@ -66,18 +79,39 @@ def _weights(run_dir: Path, final: Path, state: RunState | None, unfinished: boo
     return checkpoint
 
 
-def export_run(run_dir: Path, out: Path | None = None, *, unfinished: bool = False) -> ExportResult:
-    run_dir = run_dir.resolve()
+def _trained_adapter(run_dir: Path, unfinished: bool, what: str):
+    """(record, config, framework, state, adapter folder) of a LoRA run; refused for a full fine-tune, an unfinished
+    run without `unfinished`, or a missing adapter."""
     record, config = _read_run(run_dir)
     framework = get_framework(record["framework"])
     state = unfinished_state(run_dir)
     weights = _weights(run_dir, framework.trained_weights(run_dir / OUTPUT_NAME, config), state, unfinished)
     if not _is_lora(framework.name, config):
         raise FinetuneError(
-            f"{run_dir} trained every parameter: its weights at {weights} are already a full model; nothing to merge."
+            f"{run_dir} trained every parameter: its weights at {weights} are already a full model; nothing to {what}."
         )
     if not (weights / "adapter_config.json").is_file():
         raise FinetuneError(f"No finished adapter in {weights} (adapter_config.json missing): did the run complete?")
+    return record, config, framework, state, weights
+
+
+def export_adapter(run_dir: Path, layout: str, out: Path | None = None, *, unfinished: bool = False) -> AdapterExport:
+    """The run's adapter on the routed experts, written in `layout` (per-expert or fused) to a new folder."""
+    from finetune.serving.expert_adapter import convert_adapter
+
+    run_dir = run_dir.resolve()
+    record, _, _, state, weights = _trained_adapter(run_dir, unfinished, "convert")
+    out = (out or run_dir / ADAPTER_NAME.format(layout=layout)).resolve()
+    if out.exists():
+        raise FinetuneError(f"{out} exists; an export never overwrites: pass --out to write somewhere new.")
+    note = {"run_dir": str(run_dir), "recipe": record["recipe"], "finished": state is None}
+    convert_adapter(weights, out, layout, base_model=record["model"], note=note)
+    return AdapterExport(out=out, weights=weights, layout=layout, base_model=record["model"])
+
+
+def export_run(run_dir: Path, out: Path | None = None, *, unfinished: bool = False) -> ExportResult:
+    run_dir = run_dir.resolve()
+    record, config, framework, state, weights = _trained_adapter(run_dir, unfinished, "merge")
     out = (out or run_dir / MERGED_NAME).resolve()
     if out.exists():
         raise FinetuneError(f"{out} exists; an export never overwrites: pass --out to write somewhere new.")

@@ -37,6 +37,10 @@ ROUTED_EXPERT_MARKERS = ("experts", "gate_up_proj")  # fused routed-expert weigh
 DEFAULT_GPUS = 8
 
 
+class ExpertAdapter(FinetuneError):
+    """A run whose LoRA adapts the routed experts: it is served as its merged model (`finetune serve` merges it)."""
+
+
 @dataclass(frozen=True)
 class ServePlan:
     """One server for one run: the command, its environment, where it answers, and the arguments its engine's
@@ -162,10 +166,10 @@ def plan_serve(
     name = name or run_dir.name
     notes = []
     if adapter is not None and adapter_targets_routed_experts(adapter):
-        raise FinetuneError(
-            f"The adapter in {adapter} adapts the routed experts (fused expert weights), which neither vLLM nor "
-            f"SGLang can load as a LoRA adapter: merge it first with `finetune export {run_dir}`, then "
-            "serve the run again (the merged model is found automatically)."
+        raise ExpertAdapter(
+            f"The adapter in {adapter} adapts the routed experts (fused 3-D expert weights), which no engine "
+            "loads as trained (vLLM refuses the fused layout, SGLang drops its expert deltas without a word; "
+            "docs/experts.md)"
         )
     if adapter is not None and install.cpu_build:
         raise FinetuneError(

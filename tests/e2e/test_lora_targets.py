@@ -27,18 +27,25 @@ def _expected_counts(model_name: str, config: dict, adapts: list[str]) -> Counte
         "attention": 4 * n_layers,
         "dense_mlp": 3 * dense,
         "shared_experts": 3 * (n_layers - dense),
+        "routed_experts": 2 * (n_layers - dense),  # PEFT wraps the fused gate_up_proj and down_proj of each layer
     }
     return Counter({c: per_component[c] for c in adapts})
 
 
 @pytest.mark.parametrize("recipe_id", LF_LORA)
-def test_adapted_modules_are_what_the_header_says(recipe_id, tmp_path):
+def test_adapted_modules_are_what_the_header_says(recipe_id, tmp_path, monkeypatch):
     from llamafactory.hparams.parser import _parse_train_args
     from llamafactory.model import load_model, load_tokenizer
+
+    from finetune.frameworks.trainer.expert_lora import TARGET_PARAMETERS_ENV, add_target_parameters
 
     plan = plan_launch(
         LaunchRequest(recipe=recipe_id, nnodes=1, nproc_per_node=1, run_dir=tmp_path / "run"), check=False
     )
+    # what the trainer entry does with the run's environment: the routed experts' parameters reach PEFT
+    monkeypatch.setenv(TARGET_PARAMETERS_ENV, plan.env.get(TARGET_PARAMETERS_ENV, ""))
+    monkeypatch.setattr("llamafactory.model.adapter.get_peft_model", __import__("peft").get_peft_model)
+    add_target_parameters()
     replica = ensure_replica(plan.recipe.meta.model)
     config = {**plan.config, "model_name_or_path": str(replica), "bf16": False, "output_dir": str(tmp_path)}
     config.pop("deepspeed", None)
@@ -54,4 +61,4 @@ def test_adapted_modules_are_what_the_header_says(recipe_id, tmp_path):
     # the header names the same components
     for component in plan.recipe.meta.lora_adapts:
         assert f"- {component}:" in plan.recipe.header
-    assert "frozen: routed_experts" in plan.recipe.header
+    assert ("frozen: routed_experts" in plan.recipe.header) == ("routed_experts" not in plan.recipe.meta.lora_adapts)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from finetune.frameworks import get_framework
-from finetune.launch.checkpoints import checkpoints, latest_complete
+from finetune.launch.checkpoints import latest_complete
 from finetune.launch.run_state import STOPPED_EXIT, State, read_state
 from finetune.recipes.overrides import format_override
 from finetune.recipes.recipe import resolve_recipe
@@ -107,8 +107,9 @@ def test_killed_node_ends_the_job_and_resume_finishes_it(tmp_path, air_replica):
     assert code != 0 and time.monotonic() - killed_at < 90
     assert "Node 1 failed" in out
 
-    # a deliberately truncated checkpoint, newer than the rest, must be skipped
-    newest = checkpoints(run_dir / "output")[-1]
+    # a deliberately truncated checkpoint, newer than the rest, must be skipped (copied from the newest complete
+    # one: the kill may have landed while node 0 was writing the next)
+    newest = latest_complete(run_dir / "output")[0]
     bad = newest.with_name("checkpoint-39")
     shutil.copytree(newest, bad)
     json_state = json.loads((bad / "trainer_state.json").read_text()) | {"global_step": 39}

@@ -17,15 +17,10 @@ folds the adapter and those layers into one model, as a user's export does.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,9 +32,10 @@ from finetune.replica.build import ensure_replica
 from finetune.serving.chat import ServerChat, assistant_message
 from finetune.serving.engine import find_engine
 from finetune.serving.serve import check_engine_args, engine_verdicts, plan_serve
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import run_cli
 from tests.helpers.merge import merge_difference
 from tests.helpers.nodes import free_port, one_node
+from tests.helpers.vllm_server import SERVER_ENV, START_WAIT_S, post, ready_url, serving, start_server, stop_servers
 
 pytestmark = [pytest.mark.vllm, pytest.mark.train]
 
@@ -72,8 +68,6 @@ MEMORIZE = {  # on top of each framework's CPU shrink: one batch of all rows, a 
         "logging_steps": 10,
     },
 }
-SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
-START_WAIT_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -110,55 +104,10 @@ def _train_and_export(run: str, data_root: Path, run_dir: Path) -> Path:
     return run_dir
 
 
-def _start_server(run_dir: Path, *extra: str) -> subprocess.Popen:
-    """`finetune serve RUN_DIR --run`, as a user starts it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "finetune", "serve", str(run_dir), "--run", "--port", str(free_port()), *extra],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **SERVER_ENV},
-    )
-
-
-def _ready_url(proc: subprocess.Popen) -> str:
-    line = proc.stdout.readline()  # the launcher prints one line once the server answers (bounded by --wait)
-    assert line.startswith("serving "), line + proc.stderr.read()[-3000:]
-    return line.split(" at ")[1].split()[0].removesuffix("/v1")
-
-
-def _stop_servers(*procs: subprocess.Popen) -> None:
-    """Ctrl-C, as a user stops it: each must stop its engine and exit 0."""
-    for proc in procs:
-        proc.send_signal(signal.SIGINT)
-    ended = [(proc, *proc.communicate(timeout=90)) for proc in procs]
-    for proc, out, err in ended:
-        assert proc.returncode == 0, err[-3000:]
-        assert "server stopped" in out
-
-
-@contextmanager
-def serving(run_dir: Path, *extra: str):
-    proc = _start_server(run_dir, *extra)
-    try:
-        yield _ready_url(proc)
-    finally:
-        _stop_servers(proc)
-
-
 def _call(message: dict) -> list[dict]:
     return [
         {"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in message.get("tool_calls", [])
     ]
-
-
-def _post(url: str, path: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url.rstrip("/") + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 def _rendered_prompt(url: str, model: str, row: dict, *, thinking: bool) -> str:
@@ -166,8 +115,8 @@ def _rendered_prompt(url: str, model: str, row: dict, *, thinking: bool) -> str:
     body = {"model": model, "messages": row["messages"][:1], "tools": row["tools"], "add_generation_prompt": True}
     if not thinking:
         body["chat_template_kwargs"] = {"enable_thinking": False}
-    tokens = _post(url, "/tokenize", body)["tokens"]
-    return _post(url, "/detokenize", {"model": model, "tokens": tokens})["prompt"]
+    tokens = post(url, "/tokenize", body)["tokens"]
+    return post(url, "/detokenize", {"model": model, "tokens": tokens})["prompt"]
 
 
 def _assert_replays_the_training_rows(chat: ServerChat) -> None:
@@ -202,11 +151,11 @@ def trained(tmp_path_factory, data_root):
 @pytest.fixture(scope="class")
 def servers(trained):
     """Every merged run served at once (the engines start side by side); stopped with Ctrl-C."""
-    procs = {fw: _start_server(run) for fw, run in trained.items()}
+    procs = {fw: start_server(run) for fw, run in trained.items()}
     try:
-        yield {fw: _ready_url(proc) for fw, proc in procs.items()}
+        yield {fw: ready_url(proc) for fw, proc in procs.items()}
     finally:
-        _stop_servers(*procs.values())
+        stop_servers(*procs.values())
 
 
 class TestServedRuns:

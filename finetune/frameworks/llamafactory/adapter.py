@@ -10,6 +10,7 @@ from finetune.errors import FinetuneError, suggest
 from finetune.frameworks.base import Framework
 from finetune.frameworks.llamafactory.setup import llamafactory_setup
 from finetune.frameworks.setup import TrainingSetup
+from finetune.frameworks.trainer.expert_lora import TARGET_PARAMETERS_ENV
 
 if TYPE_CHECKING:
     from finetune.prepare.datasets import PreparedDataset
@@ -26,7 +27,14 @@ class LlamaFactory(Framework):
     def _training_setup(
         self, config: dict[str, Any], meta: RecipeMeta, model_config: dict[str, Any], ds: dict[str, Any] | None
     ) -> TrainingSetup:
-        return llamafactory_setup(config, ds)
+        return llamafactory_setup(config, ds, target_parameters=tuple(meta.lora_target_parameters or ()))
+
+    def recipe_env(self, meta: RecipeMeta) -> dict[str, str]:
+        """LLaMA-Factory has no key for PEFT's `target_parameters`: the recipe's `finetune.lora_target_parameters`
+        reach the trainer entry's hook (finetune/frameworks/trainer/expert_lora.py) through the environment."""
+        if not meta.lora_target_parameters:
+            return {}
+        return {TARGET_PARAMETERS_ENV: ",".join(meta.lora_target_parameters)}
 
     def length_policy(self, config: dict[str, Any], meta: RecipeMeta) -> LengthPolicy:
         """LLaMA-Factory 0.9.5 never deletes a row for its length: it encodes turn by turn up to `cutoff_len`

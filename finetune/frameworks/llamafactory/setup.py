@@ -10,8 +10,11 @@ from finetune.frameworks.setup import LoraSpec, TrainingSetup, deepspeed_setting
 PAIRED_STAGES = ("dpo", "kto")  # chosen and rejected run in one forward pass
 
 
-def llamafactory_setup(config: dict[str, Any], ds: dict[str, Any] | None = None) -> TrainingSetup:
-    """`ds` is the DeepSpeed JSON the config's `deepspeed` key names (None: no DeepSpeed)."""
+def llamafactory_setup(
+    config: dict[str, Any], ds: dict[str, Any] | None = None, *, target_parameters: tuple[str, ...] = ()
+) -> TrainingSetup:
+    """`ds` is the DeepSpeed JSON the config's `deepspeed` key names (None: no DeepSpeed); `target_parameters` the
+    fused parameters the repository's hook hands PEFT beside LLaMA-Factory's own targets (the routed experts)."""
     kind = config.get("finetuning_type", "lora")
     if kind not in ("lora", "full"):
         raise FinetuneError(f"finetuning_type `{kind}`: the planner models `lora` and `full`.")
@@ -22,6 +25,7 @@ def llamafactory_setup(config: dict[str, Any], ds: dict[str, Any] | None = None)
         lora = LoraSpec(
             rank=rank,
             target_modules=targets or ("all",),
+            target_parameters=target_parameters,
             modules_to_save=split_names(config.get("additional_target")),
             use_dora=bool(config.get("use_dora", False)),
         )

@@ -57,12 +57,14 @@ def _lora(config: dict[str, Any], targets: tuple[str, ...], megatron: bool, mtp_
     # Observed with ms-swift 4.6 (transformers 5.19, PEFT 0.20) on glm4_moe: `all-linear` wraps attention and the
     # fused routed experts, and any gate_proj / up_proj / down_proj target lands on the fused routed experts,
     # leaving the dense MLP and the shared experts unadapted. The planner counts what that environment builds.
+    parameters = split_names(config.get("target_parameters"))  # PEFT's fused-parameter targets, as written
     mlp = [t for t in targets if t in ("all-linear", *MLP_NAMES)]
     if mlp:
         kept = tuple(t for t in targets if t not in ("all-linear", *MLP_NAMES))
         modules = tuple(dict.fromkeys((ATTENTION if "all-linear" in mlp else ()) + kept))
-        return LoraSpec(target_modules=modules, target_parameters=ROUTED_EXPERT_PARAMETERS, **common)
-    return LoraSpec(target_modules=targets, **common)
+        parameters = tuple(dict.fromkeys((*ROUTED_EXPERT_PARAMETERS, *parameters)))
+        return LoraSpec(target_modules=modules, target_parameters=parameters, **common)
+    return LoraSpec(target_modules=targets, target_parameters=parameters, **common)
 
 
 def _deepspeed(config: dict[str, Any], ds: dict[str, Any] | None) -> DeepSpeedSettings:

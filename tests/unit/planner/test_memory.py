@@ -280,3 +280,26 @@ def test_longer_sequences_never_decrease_activation_memory(
     assert activation_bytes(long_) >= activation_bytes(short)
     assert logits_bytes(long_) >= logits_bytes(short)
     assert estimate(long_, 80 * GIB).required >= estimate(short, 80 * GIB).required
+
+
+@pytest.mark.parametrize(
+    ("recipe_id", "copies"),
+    [
+        ("swift/glm45-air_lora-experts_8xh100", 3),  # PEFT on the fused experts: B A, W + B A and its gradient
+        ("llamafactory/glm45_lora-experts_32xh100", 3),
+        ("swift/glm45-air_lora_4xh100", 0),  # attention only: no expert delta
+        ("swift/glm45-air_lora-experts_megatron_4xh100", 0),  # Megatron's per-expert LoRA works on activations
+    ],
+)
+def test_peft_expert_deltas_are_three_bf16_copies_of_one_layers_experts(recipe_id, copies):
+    from finetune.planner import plan_recipe
+    from finetune.recipes.recipe import resolve_recipe
+
+    recipe = resolve_recipe(recipe_id)
+    plan = plan_recipe(recipe)
+    x = plan.inputs
+    per_layer = x.routed_expert_params / x.shape.moe_layers
+    assert plan.memory.expert_deltas == copies * 2 * per_layer
+    assert (x.trainable_routed_experts > 0) == ("routed_experts" in recipe.meta.lora_adapts)
+    if copies:  # GLM-4.5-Air: 128 experts of 3 x 1,408 x 4,096 per layer -> 4.1 GiB a copy in bf16
+        assert round(per_layer * 2 / GIB, 1) in (4.1, 7.0)

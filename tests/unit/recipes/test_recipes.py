@@ -16,7 +16,10 @@ from finetune.recipes.recipe import all_recipes, load_recipe_file, recipe_paths,
 
 RECIPE_IDS = [f"{p.parent.name}/{p.stem}" for p in recipe_paths()]
 DEEPSPEED_FILES = sorted(DEEPSPEED_DIR.glob("*.json"))
-NAME = re.compile(r"^(?P<model>glm4\d(-air)?)_(?P<method>[a-z0-9]+)(_[a-z0-9]+)*_(?P<gpus>\d+)x(?P<gpu>[a-z0-9]+)$")
+# <model>_<method>[-experts]_..._<N>x<gpu>: `-experts` marks a LoRA that also adapts the routed experts
+NAME = re.compile(
+    r"^(?P<model>glm4\d(-air)?)_(?P<method>[a-z0-9]+)(?P<experts>-experts)?(_[a-z0-9]+)*_(?P<gpus>\d+)x(?P<gpu>[a-z0-9]+)$"
+)
 
 
 def test_catalog_is_not_empty():
@@ -30,6 +33,7 @@ def test_name_says_model_method_and_cluster(recipe_id):
     assert m, f"{recipe.path.name} does not read as <model>_<method>_<N>x<gpu>"
     assert m["model"] == recipe.meta.model.replace("glm-4.", "glm4")  # glm-4.5-air -> glm45-air
     assert m["method"] == recipe.meta.method
+    assert bool(m["experts"]) == ("routed_experts" in (recipe.meta.lora_adapts or []))
     assert int(m["gpus"]) == recipe.meta.total_gpus
     assert recipe.meta.gpu.startswith(m["gpu"])
 

@@ -12,7 +12,7 @@ import yaml
 
 from finetune.errors import FinetuneError
 from finetune.serving.engine import EngineInstall
-from finetune.serving.serve import plan_serve
+from finetune.serving.serve import ExpertAdapter, plan_serve
 from tests.conftest import run_cli
 
 ABSENT = {"vllm": EngineInstall("vllm", None), "sglang": EngineInstall("sglang", None)}
@@ -124,10 +124,15 @@ def test_cpu_build_refuses_an_adapter_and_says_to_merge(tmp_path):
         plan_serve(_run_dir(tmp_path), "vllm", install=CPU_VLLM)
 
 
-def test_routed_expert_adapter_must_be_merged_first(tmp_path):
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_a_routed_expert_adapter_is_never_handed_to_an_engine(tmp_path, engine):
+    """No engine loads a fused expert adapter as trained (vLLM refuses it, SGLang drops its deltas): planning
+    refuses it, saying why, and `finetune serve` merges the run and serves the merge (tests/e2e/test_expert_lora.py)."""
     run = _run_dir(tmp_path, targets=["q_proj", "mlp.experts.gate_up_proj"])
-    with pytest.raises(FinetuneError, match="merge it first"):
-        plan_serve(run, "vllm", gpus=8, install=CUDA_VLLM)
+    with pytest.raises(ExpertAdapter, match="adapts the routed experts .* SGLang drops its expert deltas"):
+        plan_serve(run, engine, gpus=8, install=CUDA_VLLM if engine == "vllm" else ABSENT[engine])
+    merged = _run_dir(tmp_path / "merged", targets=["q_proj", "mlp.experts.gate_up_proj"], merged=True)
+    assert "--enable-lora" not in plan_serve(merged, engine, gpus=8, install=ABSENT[engine]).argv
 
 
 def test_cli_prints_the_command(tmp_path):

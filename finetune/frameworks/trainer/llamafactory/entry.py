@@ -2,8 +2,9 @@
 torchrun to train, `python -m finetune.frameworks.trainer.llamafactory.entry export JSON` to merge an adapter.
 
 LLaMA-Factory's own entries (`run_exp`, `export_model`) do the work exactly as `llamafactory-cli train|export`
-would; this module first registers the repository's GLM-4.5 template (`glm45`) with LLaMA-Factory and hands the
-trainer the repository's callbacks (graceful stop on SIGTERM, tracking).
+would; this module first registers the repository's templates (`glm45`, `glm47`) with LLaMA-Factory, hands PEFT the
+routed-expert parameters a recipe adapts (expert_lora.py) and the trainer the repository's callbacks (graceful stop
+on SIGTERM, tracking).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def main() -> None:
     from llamafactory.train.tuner import run_exp
 
     from finetune.frameworks.trainer.callbacks import trainer_callbacks
+    from finetune.frameworks.trainer.expert_lora import add_target_parameters, gather_experts_while_wrapping
+
+    add_target_parameters()  # a recipe's finetune.lora_target_parameters (the routed experts), if any
+    gather_experts_while_wrapping()
 
     run_exp(callbacks=trainer_callbacks())  # reads sys.argv[1], the YAML, like llamafactory-cli train
 

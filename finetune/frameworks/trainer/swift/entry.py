@@ -104,11 +104,13 @@ def main() -> None:
         from finetune.frameworks.trainer.swift.vllm_cpu import prepare_vllm_on_cpu
 
         prepare_vllm_on_cpu()
+    from finetune.frameworks.trainer.expert_lora import gather_experts_while_wrapping
     from finetune.frameworks.trainer.swift.glm47 import write_glm47_format
     from finetune.frameworks.trainer.swift.header_newline import train_header_newline
     from finetune.frameworks.trainer.swift.history_reasoning import keep_tool_loop_reasoning
     from finetune.frameworks.trainer.swift.tool_schemas import keep_json_text_tool_schemas
 
+    gather_experts_while_wrapping()  # target_parameters (the routed experts) under ZeRO-3
     train_header_newline()
     keep_tool_loop_reasoning()
     keep_json_text_tool_schemas()
