@@ -368,8 +368,8 @@ def _cache_key(framework, settings: dict, data: bytes, tokenizer_dir: Path) -> s
 class FormatRequest:
     """One check: `dataset` (a PreparedDataset; default: the canonical cases in the recipe's data kind) through
     `recipe`'s framework with `config` (default: the recipe's), against the rendering of the chat template in
-    `tokenizer_dir` (default: the replica of the recipe's model, whose chat template is the model's official one
-    byte for byte)."""
+    `tokenizer_dir` (default: a replica carrying the recipe's model's official chat template byte for byte:
+    reference_replica)."""
 
     recipe: Any
     config: dict[str, Any] | None = None
@@ -466,9 +466,7 @@ def _plan(request: FormatRequest, folder: Path) -> FormatReport | _Pending:
         return report
     tokenizer_dir = request.tokenizer_dir
     if tokenizer_dir is None:
-        from finetune.replica.build import ensure_replica
-
-        tokenizer_dir = ensure_replica(recipe.meta.model)
+        tokenizer_dir = reference_replica(recipe.meta.model)
     folder.mkdir(parents=True)
     names: list[str] = []
     if dataset is None:
@@ -504,6 +502,19 @@ def sample_rows(path: Path, limit: int, seed: int = SAMPLE_SEED) -> list[tuple[i
             elif (j := rng.randrange(n)) < limit:
                 kept[j] = (n, line)
     return sorted(kept)
+
+
+def reference_replica(model: str) -> Path:
+    """The replica whose chat template is `model`'s official one: the default model's when it has the same chat
+    format, else the first such model of the catalog (GLM-4.5, -Air and 4.6 share one template byte for byte), so
+    the recipes of one format share their renderings."""
+    from finetune.catalog import DEFAULT_MODEL, MODELS
+    from finetune.recipes.models import get_model
+    from finetune.replica.build import ensure_replica
+
+    chat = get_model(model).chat_format
+    candidates = (DEFAULT_MODEL, *MODELS)
+    return ensure_replica(next(m for m in candidates if get_model(m).chat_format == chat))
 
 
 def _store(cached: Path, report: FormatReport) -> None:

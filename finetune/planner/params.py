@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -315,7 +316,7 @@ def count_params(config: dict[str, Any], spec: LoraSpec | None = None, *, use_ca
     counts = compute_counts(config, spec)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # the nodes of a job count at the same moment
         tmp.write_text(json.dumps(asdict(counts), indent=1, sort_keys=True))
         tmp.replace(path)
     return counts
