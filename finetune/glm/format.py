@@ -108,17 +108,6 @@ GLM47 = Dialect(
     no_think_suffix="",
     thinking_off_prompt=THINK_CLOSE,
 )
-DIALECTS = {d.name: d for d in (GLM45, GLM47)}
-
-
-def tools_block(tools: list[dict[str, Any]]) -> str:
-    """GLM-4.5's tools block (Dialect.tools_block)."""
-    return GLM45.tools_block(tools)
-
-
-def tool_call_text(name: str, arguments: Any) -> str:
-    """One call as GLM-4.5 writes it (Dialect.tool_call_text)."""
-    return GLM45.tool_call_text(name, arguments)
 
 
 def split_reasoning(text: str) -> tuple[str, str]:

@@ -101,13 +101,12 @@ def check_format(plan: LaunchPlan, options: LaunchOptions) -> None:
 def reference_template(plan: LaunchPlan) -> tuple[Path, str]:
     """The tokenizer folder whose chat template the training text must equal, and how to say which it is: the
     `--model` folder when it has a chat template of its own, else the replica's copy of the official one."""
-    from finetune.replica.build import ensure_replica
+    from finetune.glm.format_check import reference_replica
 
     folder = Path(plan.model)
     if folder.is_dir() and has_chat_template(folder):
         return folder, f"{folder}'s own chat template"
-    official = ensure_replica(plan.recipe.meta.model)
-    return official, f"the official {plan.recipe.meta.model} chat template"
+    return reference_replica(plan.recipe.meta.model), f"the official {plan.recipe.meta.model} chat template"
 
 
 def has_chat_template(folder: Path) -> bool:
