@@ -124,6 +124,11 @@ def load_recipe_file(path: Path) -> Recipe:
         meta = RecipeMeta.model_validate(meta_raw)
     except ValidationError as exc:
         raise FinetuneError(_format_validation_error(path, exc)) from exc
+    if meta.lora_target_parameters and framework != "llamafactory":
+        raise FinetuneError(
+            f"{path}: finetune.lora_target_parameters is for LLaMA-Factory, which has no key for them; "
+            f"{framework} recipes name them in the framework's own config (ms-swift: `target_parameters`)."
+        )
     header, _ = split_header(text)
     try:
         rel = path.relative_to(RECIPES_DIR)

@@ -89,6 +89,21 @@ def test_unknown_finetune_key_is_rejected_with_a_suggestion(tmp_path):
     assert "Did you mean `gpus_per_node`?" in str(err.value)
 
 
+def test_the_llamafactory_only_target_parameters_key_is_refused_elsewhere(tmp_path):
+    """`finetune.lora_target_parameters` reaches PEFT only through LLaMA-Factory's entry: in an ms-swift recipe it
+    would be ignored without a word, so loading the recipe refuses it and names ms-swift's own key."""
+    source = resolve_recipe("swift/glm45-air_lora_4xh100").path
+    target = tmp_path / "swift" / source.name
+    target.parent.mkdir()
+    text = source.read_text().replace(
+        "  lora_adapts: [attention]\n",
+        "  lora_adapts: [attention]\n  lora_target_parameters: [mlp.experts.down_proj]\n",
+    )
+    target.write_text(text)
+    with pytest.raises(FinetuneError, match=r"lora_target_parameters is for LLaMA-Factory.*`target_parameters`"):
+        load_recipe_file(target)
+
+
 def test_unknown_recipe_suggests_one():
     with pytest.raises(FinetuneError, match="Did you mean"):
         resolve_recipe("llamafactory/glm45-air_lora_4xh10")
