@@ -303,3 +303,24 @@ def test_peft_expert_deltas_are_three_bf16_copies_of_one_layers_experts(recipe_i
     assert (x.trainable_routed_experts > 0) == ("routed_experts" in recipe.meta.lora_adapts)
     if copies:  # GLM-4.5-Air: 128 experts of 3 x 1,408 x 4,096 per layer -> 4.1 GiB a copy in bf16
         assert round(per_layer * 2 / GIB, 1) in (4.1, 7.0)
+
+
+def test_the_expert_lora_cost_table_in_the_docs_is_the_planners():
+    """docs/experts.md's cost table quotes the planner; it fails here when a figure drifts from what it plans."""
+    import re
+
+    from finetune.paths import REPO_ROOT
+    from finetune.planner import plan_recipe
+    from finetune.recipes.recipe import resolve_recipe
+
+    rows = [line for line in (REPO_ROOT / "docs" / "experts.md").read_text().splitlines() if line.startswith("| `")]
+    assert len(rows) == 7
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        plan = plan_recipe(resolve_recipe(re.match(r"`([^`]+)`", cells[0])[1]))
+        deltas = plan.memory.expert_deltas / GIB
+        assert cells[1] == f"{plan.gpus} x H100", row
+        assert cells[3] == f"{plan.per_gpu_gib:.1f} GiB", row
+        assert cells[4] in ((f"{deltas:.1f} GiB",) if deltas else ("0", "none")), row
+        assert cells[5:] == [f"{plan.inputs.seq_len:,}", f"{plan.max_seq_len:,}"], row
+        assert cells[2].startswith(f"{plan.trainable_params / 1e6:,.{1 if plan.trainable_params < 1e8 else 0}f} M"), row
